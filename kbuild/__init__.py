@@ -1,0 +1,1 @@
+"""kdump-ready kernel pipeline: configure, build, package and crash-test Linux kernels."""

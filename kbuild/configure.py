@@ -1,0 +1,177 @@
+"""The configure stage: base config + profile + fragments -> requirements enforced -> .config.
+
+Order matters and mirrors what a kernel engineer does by hand:
+base (allnoconfig, x86_64_defconfig or --base-config) -> profile fragments ->
+user fragments (later wins) -> solve every request -> enforce the kdump requirements
+-> keep the forbidden options off -> ledger -> write .config -> kernel cross-check.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import kconfiglib
+
+from . import fragments as fragmod
+from . import kconfig_parse, requirements
+from .crosscheck import crosscheck, read_values
+from .errors import BadInput, CheckFailed
+from .kconfig_enforce import Enforcer
+from .kconfig_parse import sym_location
+from .ledger import LedgerEntry, RequirementLedger
+from .settings import ConfigureSettings
+from .source import KernelTree, locate
+from .toolchain import Toolchain
+
+
+@dataclass
+class ConfigureResult:
+    tree: KernelTree
+    config: Path | None
+    ledger: RequirementLedger
+    explanation: str = ""
+
+
+def _load_base(kconf: kconfiglib.Kconfig, settings: ConfigureSettings, tree: KernelTree,
+               toolchain: Toolchain) -> None:
+    if settings.base_config is not None:
+        _load_config_file(kconf, settings.base_config)
+    elif settings.profile.base == "defconfig":
+        _load_config_file(kconf, tree.path / "arch" / toolchain.srcarch / "configs" / f"{toolchain.arch}_defconfig")
+    else:  # allnoconfig: every settable symbol n, except those marked allnoconfig_y
+        for sym in kconf.unique_defined_syms:
+            sym.set_value(2 if sym.is_allnoconfig_y else 0)
+
+
+def _load_config_file(kconf: kconfiglib.Kconfig, path: Path) -> None:
+    try:
+        kconf.load_config(str(path), replace=True)
+    except (OSError, kconfiglib.KconfigError) as e:
+        raise BadInput(f"{path}: cannot load as a kernel config ({e})") from None
+
+
+def _requests(settings: ConfigureSettings) -> list[fragmod.Assignment]:
+    out = []
+    for f in settings.profile.fragments if settings.profile else ():
+        out += fragmod.parse_file(f, f"profile {settings.profile.name}")
+    for f in settings.fragments:
+        out += fragmod.parse_file(f, "fragment")
+    return out
+
+
+def _display(a: fragmod.Assignment) -> str:
+    return f'"{a.value}"' if a.quoted else a.value
+
+
+def _rel(source: str) -> str:
+    """configs/... paths relative to the repository, so ledgers do not leak machine paths."""
+    root = str(requirements.CONFIGS.parent) + os.sep
+    return source[len(root):] if source.startswith(root) else source
+
+
+def enforce(kconf: kconfiglib.Kconfig, reqs: requirements.Requirements,
+            requests: list[fragmod.Assignment]) -> tuple[RequirementLedger, list[str]]:
+    """Apply requests and requirements to `kconf`; return the ledger and explanations."""
+    prefer = {c.symbols[0]: list(c.prefer) for c in reqs.capabilities if c.prefer}
+    solver = Enforcer(kconf, prefer)
+    final = {a.name: a for a in requests}  # the last request per symbol wins
+    for a in final.values():
+        solver.lock(a.name, a.value, f"{a.origin} ({_rel(a.source)})")
+    blockers: dict[str, str] = {}
+    for a in final.values():
+        b = solver.request(a.name, a.value)
+        if b:
+            blockers[a.source] = str(b)
+    cap_notes: dict[str, str] = {}
+    for cap in reqs.capabilities:
+        targets = cap.symbols
+        if cap.any and any(kconf.syms[s].tri_value == 2 for s in targets if s in kconf.syms):
+            continue
+        for name in targets[:1] if cap.any else targets:
+            if name not in kconf.syms or not kconf.syms[name].nodes:
+                cap_notes[cap.id] = f"{name} is not defined in this tree (requirements data for {reqs.version})"
+                continue
+            mark = len(solver.changes)
+            b = solver.request(name, "y")
+            if b:
+                cap_notes[cap.id] = f"{name} ({sym_location(kconf.syms[name])}) cannot be y: {b}"
+            else:
+                solver.lock(name, "y", f"requirement {cap.id}")
+                pulled = [f"{s}={v}" for s, v in solver.changes[mark:] if s != name]
+                if pulled:
+                    cap_notes.setdefault(cap.id + ":changes", "enabled " + ", ".join(dict.fromkeys(pulled)))
+    for f in reqs.forbidden:
+        if f.symbol in kconf.syms:
+            b = solver.request(f.symbol, "n")
+            if b:
+                cap_notes["forbid:" + f.symbol] = f"{f.symbol} cannot be kept off: {b}"
+    ledger = RequirementLedger()
+    for a in requests:
+        sym = kconf.syms[a.name]
+        source = f"{a.origin} ({_rel(a.source)})"
+        if final[a.name] is not a:
+            ledger.add(LedgerEntry(a.name, source, _display(a), sym.str_value, "overridden",
+                                   f"superseded by {_rel(final[a.name].source)}"))
+            continue
+        ok = sym.str_value == a.value
+        why = "" if ok else blockers.get(a.source) or f"evaluates to {sym.str_value}"
+        ledger.add(LedgerEntry(a.name, source, _display(a), sym.str_value, "pass" if ok else "fail", why))
+    for cap in reqs.capabilities:
+        vals = {s: (kconf.syms[s].str_value if s in kconf.syms and kconf.syms[s].nodes else "undefined")
+                for s in cap.symbols}
+        held = any(v == "y" for v in vals.values()) if cap.any else all(v == "y" for v in vals.values())
+        why = cap_notes.get(cap.id, "") if not held else cap_notes.get(cap.id + ":changes", "")
+        ledger.add(LedgerEntry("|".join(cap.symbols), f"requirement {cap.id}",
+                               "y (any)" if cap.any else "y",
+                               " ".join(f"{s}={v}" for s, v in vals.items()) if len(vals) > 1 else next(iter(vals.values())),
+                               "pass" if held else "fail", why or ("" if held else cap.reason)))
+    for f in reqs.forbidden:
+        val = kconf.syms[f.symbol].str_value if f.symbol in kconf.syms else "undefined"
+        held = val in ("n", "undefined")
+        ledger.add(LedgerEntry(f.symbol, "requirement (must stay off)", "n", val,
+                               "pass" if held else "fail", "" if held else cap_notes.get("forbid:" + f.symbol, f.reason)))
+    explanations = [f"{e.source}: CONFIG_{e.symbol} requested {e.requested}, got {e.effective}: {e.why}"
+                    for e in ledger.failures]
+    return ledger, explanations
+
+
+def _write_atomic(kconf: kconfiglib.Kconfig, path: Path, tree: KernelTree) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.", suffix=".tmp")
+    os.close(fd)
+    try:
+        kconf.write_config(tmp, header=f"#\n# Linux/{kconf.syms['SRCARCH'].str_value if 'SRCARCH' in kconf.syms else 'x86'} "
+                                     f"{tree.version} Kernel Configuration, written by kbuild (kconfiglib)\n#\n",
+                           save_old=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def configure(settings: ConfigureSettings, toolchain: Toolchain | None = None) -> ConfigureResult:
+    toolchain = toolchain or Toolchain()
+    tree = locate(settings.source)
+    reqs = requirements.load(tree.version)
+    requests = _requests(settings)  # syntax errors before the (slower) parse
+    kconf = kconfig_parse.parse(tree, toolchain)
+    fragmod.validate(requests, kconf)
+    _load_base(kconf, settings, tree, toolchain)
+    for a in requests:  # as user values first, so later solving sees the whole request set
+        kconf.syms[a.name].set_value(a.value)
+    ledger, explanations = enforce(kconf, reqs, requests)
+    build_dir = settings.build_dir or settings.default_build_dir(tree.name)
+    if explanations:
+        return ConfigureResult(tree, None, ledger, "\n".join(explanations))
+    config = build_dir / ".config"
+    _write_atomic(kconf, config, tree)
+    if settings.crosscheck:
+        ledger.crosscheck = crosscheck(tree, toolchain, build_dir, config)
+        if not ledger.crosscheck["ok"]:
+            names = ", ".join(d["symbol"] for d in ledger.crosscheck["differences"][:10])
+            return ConfigureResult(tree, config, ledger,
+                                   f"the kernel's `make olddefconfig` changes {len(ledger.crosscheck['differences'])} "
+                                   f"symbol(s) of our .config: {names}")
+    return ConfigureResult(tree, config, ledger)
