@@ -19,7 +19,6 @@ from . import kconfig_parse, requirements
 from .crosscheck import crosscheck, read_values
 from .errors import BadInput, CheckFailed
 from .kconfig_enforce import Enforcer
-from .kconfig_parse import sym_location
 from .ledger import LedgerEntry, RequirementLedger
 from .settings import ConfigureSettings
 from .source import KernelTree, locate
@@ -96,7 +95,7 @@ def enforce(kconf: kconfiglib.Kconfig, reqs: requirements.Requirements,
             mark = len(solver.changes)
             b = solver.request(name, "y")
             if b:
-                cap_notes[cap.id] = f"{name} ({sym_location(kconf.syms[name])}) cannot be y: {b}"
+                cap_notes[cap.id] = str(b)
             else:
                 solver.lock(name, "y", f"requirement {cap.id}")
                 pulled = [f"{s}={v}" for s, v in solver.changes[mark:] if s != name]
@@ -106,7 +105,7 @@ def enforce(kconf: kconfiglib.Kconfig, reqs: requirements.Requirements,
         if f.symbol in kconf.syms:
             b = solver.request(f.symbol, "n")
             if b:
-                cap_notes["forbid:" + f.symbol] = f"{f.symbol} cannot be kept off: {b}"
+                cap_notes["forbid:" + f.symbol] = str(b)
     ledger = RequirementLedger()
     for a in requests:
         sym = kconf.syms[a.name]
@@ -132,8 +131,9 @@ def enforce(kconf: kconfiglib.Kconfig, reqs: requirements.Requirements,
         held = val in ("n", "undefined")
         ledger.add(LedgerEntry(f.symbol, "requirement (must stay off)", "n", val,
                                "pass" if held else "fail", "" if held else cap_notes.get("forbid:" + f.symbol, f.reason)))
+    failures = sorted(ledger.failures, key=lambda e: not e.source.startswith("requirement"))
     explanations = [f"{e.source}: CONFIG_{e.symbol} requested {e.requested}, got {e.effective}: {e.why}"
-                    for e in ledger.failures]
+                    for e in failures]
     return ledger, explanations
 
 

@@ -125,7 +125,7 @@ class Enforcer:
             return Blocker(f"{sym.name} is not defined in this tree")
         lock = self.locks.get(sym.name)
         if lock and TRI.get(lock.value, 0) < want:
-            return Blocker(f"{sym.name} is set to {lock.value} by {lock.source}")
+            return Blocker(f"{sym.name} ({sym_location(sym)}) is set to {lock.value} by {lock.source}")
         if sym.name in self._visiting:
             return Blocker(f"{sym.name} depends on itself through the attempted path")
         self._visiting.add(sym.name)
@@ -199,7 +199,7 @@ class Enforcer:
             return None
         lock = self.locks.get(sym.name)
         if lock and lock.value != "n":
-            return Blocker(f"{sym.name} is set to {lock.value} by {lock.source}")
+            return Blocker(f"{sym.name} ({sym_location(sym)}) is set to {lock.value} by {lock.source}")
         if sym.choice is not None:
             return Blocker(f"{sym.name} ({sym_location(sym)}) is the selected member of its choice; "
                            "select another member instead")

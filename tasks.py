@@ -1,0 +1,58 @@
+"""invoke tasks: argument parsing and wiring only; the work lives in kbuild/."""
+from invoke import task
+
+from kbuild import checkconfig, configure as configure_mod, doctor as doctor_mod
+from kbuild.cli import guarded
+from kbuild.errors import CheckFailed
+from kbuild.settings import ConfigureSettings, profile_names
+from kbuild.source import DEFAULT_SOURCE, locate
+
+SOURCE_HELP = f"kernel directory or linux-*.tar.xz (default: {DEFAULT_SOURCE})"
+
+
+@task(help={})
+@guarded
+def doctor(c):
+    """Check every external tool and build dependency; name the Debian package for each missing one."""
+    text, ok = doctor_mod.report(doctor_mod.survey())
+    print(text)
+    if not ok:
+        raise CheckFailed("required tools are missing (see the list above)")
+
+
+@task(iterable=["fragment"], help={
+    "source": SOURCE_HELP,
+    "profile": f"starting profile from configs/profiles: {', '.join(profile_names())} (default: minimal)",
+    "base_config": "start from this .config instead of a profile",
+    "fragment": "CONFIG_X=value fragment applied after the profile; repeatable, later wins",
+    "build_dir": "out-of-tree build folder that receives .config (default: build/<tree>-<profile>)",
+    "json": "print the ledger as JSON instead of a table",
+})
+@guarded
+def configure(c, source=None, profile=None, base_config=None, fragment=None, build_dir=None, json=False):
+    """Write <build-dir>/.config with the kdump requirements enforced, cross-checked by `make olddefconfig`."""
+    settings = ConfigureSettings.from_flags(source, profile, base_config, fragment, build_dir)
+    result = configure_mod.configure(settings)
+    print(result.ledger.to_json() if json else result.ledger.table())
+    if result.explanation:
+        raise CheckFailed(result.explanation.splitlines()[0] + (
+            f" (and {len(result.explanation.splitlines()) - 1} more, see the ledger)"
+            if len(result.explanation.splitlines()) > 1 else ""))
+    if not json:
+        print(f"\nwrote {result.config} for Linux {result.tree.version}")
+
+
+@task(help={
+    "config": "the .config file to check (for example /boot/config-$(uname -r))",
+    "source": SOURCE_HELP + "; its version selects the requirements",
+    "json": "print the result as JSON",
+})
+@guarded
+def check_config(c, config, source=None, json=False):
+    """Check an existing .config against the kdump requirements; exit 1 if any fails."""
+    from pathlib import Path
+    result = checkconfig.check_config(Path(config), locate(source))
+    print(result.to_json() if json else result.lines())
+    if not result.ok:
+        failed = [r.capability for r in result.results if not r.ok]
+        raise CheckFailed(f"{config} fails {len(failed)} kdump requirement(s): {', '.join(failed)}")
