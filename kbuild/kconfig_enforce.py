@@ -219,8 +219,11 @@ class Enforcer:
             return None
         if isinstance(expr, Symbol):
             return self.make_on(expr) if want else self.make_n(expr)
-        if isinstance(expr, Choice):
-            return Blocker(f"{_sc_str(expr)} cannot be changed directly")
+        if isinstance(expr, Choice):  # a choice is "y" when it is visible in y mode
+            b = self._make_visible_choice(expr) if want else None
+            if b is None and expr_value(expr) == (2 if want else 0):
+                return None
+            return b or Blocker(f"{_sc_str(expr)} cannot be turned {'on' if want else 'off'} directly")
         op = expr[0]
         if op is NOT:
             return self.satisfy(expr[1], not want)

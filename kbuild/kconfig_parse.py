@@ -150,7 +150,7 @@ def parse(tree: KernelTree, toolchain: Toolchain, *, use_cache: bool = True) -> 
     work.mkdir(parents=True, exist_ok=True)
     with _kbuild_env(env, work):
         try:
-            kconf = kconfiglib.Kconfig(str(tree.path / "Kconfig"), warn_to_stderr=False)
+            kconf = kconfiglib.Kconfig("Kconfig", warn_to_stderr=False)  # relative: srctree is set
         except kconfiglib.KconfigError as e:
             raise BadInput(f"{tree.path}: Kconfig does not parse: {str(e).splitlines()[0]}") from None
     if use_cache:
