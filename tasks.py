@@ -39,7 +39,8 @@ def configure(c, source=None, profile=None, base_config=None, fragment=None, bui
             f" (and {len(result.explanation.splitlines()) - 1} more, see the ledger)"
             if len(result.explanation.splitlines()) > 1 else ""))
     if not json:
-        print(f"\nwrote {result.config} for Linux {result.tree.version}")
+        verb = "unchanged (no input changed)" if result.reused else "wrote"
+        print(f"\n{verb} {result.config} for Linux {result.tree.version}")
 
 
 @task(help={

@@ -7,6 +7,8 @@ user fragments (later wins) -> solve every request -> enforce the kdump requirem
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -25,12 +27,59 @@ from .source import KernelTree, locate
 from .toolchain import Toolchain
 
 
+STAMP = ".kbuild-configure.json"
+
+
 @dataclass
 class ConfigureResult:
     tree: KernelTree
     config: Path | None
     ledger: RequirementLedger
     explanation: str = ""
+    reused: bool = False  # nothing changed since the last successful configure
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _inputs_digest(settings: ConfigureSettings, tree: KernelTree, toolchain: Toolchain) -> str | None:
+    """Everything that can change the .config, hashed; None if the Kconfig parse is not current."""
+    kdigest = kconfig_parse.fresh_digest(tree, toolchain)
+    if kdigest is None:
+        return None
+    files = [requirements.CONFIGS / "requirements.toml", *sorted(Path(__file__).parent.glob("*.py"))]
+    if settings.profile:
+        files += [requirements.CONFIGS / "profiles" / f"{settings.profile.name}.toml", *settings.profile.fragments]
+        if settings.profile.base == "defconfig":
+            files.append(tree.path / "arch" / toolchain.srcarch / "configs" / f"{toolchain.arch}_defconfig")
+    if settings.base_config:
+        files.append(settings.base_config)
+    files += list(settings.fragments)
+    blob = json.dumps([kdigest, str(tree.path), tree.tarball_sha256, str(tree.version), settings.label,
+                       settings.crosscheck, [(str(f), file_sha256(f)) for f in files]])
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _reuse(stamp: Path, config: Path, digest: str | None) -> RequirementLedger | None:
+    if digest is None or not stamp.exists() or not config.exists():
+        return None
+    try:
+        data = json.loads(stamp.read_text())
+        if data["inputs"] == digest and data["config_sha256"] == file_sha256(config):
+            return RequirementLedger.from_dict(data["ledger"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def _write_stamp(stamp: Path, digest: str | None, config: Path, ledger: RequirementLedger) -> None:
+    if digest is None:
+        return
+    tmp = stamp.with_name(stamp.name + ".tmp")
+    tmp.write_text(json.dumps({"inputs": digest, "config_sha256": file_sha256(config),
+                               "ledger": ledger.to_dict()}))
+    os.replace(tmp, stamp)
 
 
 def _load_base(kconf: kconfiglib.Kconfig, settings: ConfigureSettings, tree: KernelTree,
@@ -152,20 +201,26 @@ def _write_atomic(kconf: kconfiglib.Kconfig, path: Path, tree: KernelTree) -> No
 
 
 def configure(settings: ConfigureSettings, toolchain: Toolchain | None = None) -> ConfigureResult:
+    """Write <build>/.config, or reuse it when no input changed since it was written and checked."""
     toolchain = toolchain or Toolchain()
     tree = locate(settings.source)
     reqs = requirements.load(tree.version)
     requests = _requests(settings)  # syntax errors before the (slower) parse
+    build_dir = settings.build_dir or settings.default_build_dir(tree.name)
+    config, stamp = build_dir / ".config", build_dir / STAMP
+    digest = _inputs_digest(settings, tree, toolchain)
+    ledger = _reuse(stamp, config, digest)
+    if ledger is not None:
+        return ConfigureResult(tree, config, ledger, reused=True)
+    stamp.unlink(missing_ok=True)
     kconf = kconfig_parse.parse(tree, toolchain)
     fragmod.validate(requests, kconf)
     _load_base(kconf, settings, tree, toolchain)
     for a in requests:  # as user values first, so later solving sees the whole request set
         kconf.syms[a.name].set_value(a.value)
     ledger, explanations = enforce(kconf, reqs, requests)
-    build_dir = settings.build_dir or settings.default_build_dir(tree.name)
     if explanations:
         return ConfigureResult(tree, None, ledger, "\n".join(explanations))
-    config = build_dir / ".config"
     _write_atomic(kconf, config, tree)
     if settings.crosscheck:
         ledger.crosscheck = crosscheck(tree, toolchain, build_dir, config)
@@ -174,4 +229,5 @@ def configure(settings: ConfigureSettings, toolchain: Toolchain | None = None) -
             return ConfigureResult(tree, config, ledger,
                                    f"the kernel's `make olddefconfig` changes {len(ledger.crosscheck['differences'])} "
                                    f"symbol(s) of our .config: {names}")
+    _write_stamp(stamp, digest or _inputs_digest(settings, tree, toolchain), config, ledger)
     return ConfigureResult(tree, config, ledger)

@@ -130,21 +130,40 @@ def _cache_paths(tree: KernelTree, env: dict[str, str], toolchain: Toolchain) ->
     return d / f"{digest}.pickle", d / f"{digest}.json"
 
 
+def _fresh(meta_path: Path) -> str | None:
+    """The cache entry's digest if every file it was parsed from is unchanged, else None."""
+    try:
+        text = meta_path.read_text()
+        meta = json.loads(text)
+        if _stat_list([f for f, _, _ in meta["files"]]) == meta["files"]:
+            return hashlib.sha256(text.encode()).hexdigest()
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def fresh_digest(tree: KernelTree, toolchain: Toolchain) -> str | None:
+    """Identity of (tree Kconfig files, toolchain) if a parse of them is cached and current.
+
+    Callers use it to prove "nothing changed" without parsing anything.
+    """
+    _, meta_path = _cache_paths(tree, toolchain.kconfig_env(tree), toolchain)
+    return _fresh(meta_path)
+
+
 def parse(tree: KernelTree, toolchain: Toolchain, *, use_cache: bool = True) -> kconfiglib.Kconfig:
     """Return a freshly parsed Kconfig (no values loaded) for `tree` under `toolchain`."""
     install_compat()
     env = toolchain.kconfig_env(tree)
     pickle_path, meta_path = _cache_paths(tree, env, toolchain)
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 100_000))
-    if use_cache and meta_path.exists() and pickle_path.exists():
+    if use_cache and _fresh(meta_path) and pickle_path.exists():
         try:
-            meta = json.loads(meta_path.read_text())
-            if _stat_list([f for f, _, _ in meta["files"]]) == meta["files"]:
-                with open(pickle_path, "rb") as fh, _gc_paused():
-                    kconf = pickle.load(fh)
-                kconf.warn_to_stderr = False
-                return kconf
-        except (OSError, ValueError, KeyError, pickle.UnpicklingError, EOFError, AttributeError):
+            with open(pickle_path, "rb") as fh, _gc_paused():
+                kconf = pickle.load(fh)
+            kconf.warn_to_stderr = False
+            return kconf
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError):
             pass  # a damaged cache entry is just a miss
     work = cache_root() / "kconfig-probe"
     work.mkdir(parents=True, exist_ok=True)

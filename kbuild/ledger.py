@@ -31,9 +31,15 @@ class RequirementLedger:
     def ok(self) -> bool:
         return not self.failures and (self.crosscheck is None or self.crosscheck.get("ok", False))
 
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "entries": [asdict(e) for e in self.entries], "crosscheck": self.crosscheck}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RequirementLedger":
+        return cls([LedgerEntry(**e) for e in data["entries"]], data.get("crosscheck"))
+
     def to_json(self) -> str:
-        return json.dumps({"ok": self.ok, "entries": [asdict(e) for e in self.entries],
-                           "crosscheck": self.crosscheck}, indent=2)
+        return json.dumps(self.to_dict(), indent=2)
 
     def table(self) -> str:
         """A fixed-width table for humans; `why` is printed on its own line when long."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from .errors import BadInput, CheckFailed
 from .source import KernelVersion
@@ -69,17 +69,17 @@ class ReleaseReport:
     suggestion: str | None = None
     deb_version: str | None = None
     rpm_version: tuple[str, str] | None = None
-    ok: bool = field(init=False)
 
-    def __post_init__(self):
-        object.__setattr__(self, "ok", not self.findings)
+    @property
+    def ok(self) -> bool:
+        return not self.findings
 
     @property
     def exit_code(self) -> int:
         return 0 if self.ok else CheckFailed.exit_code
 
     def to_json(self) -> str:
-        return json.dumps({**asdict(self), "exit_code": self.exit_code}, indent=2)
+        return json.dumps({**asdict(self), "ok": self.ok, "exit_code": self.exit_code}, indent=2)
 
 
 def _join(kernelversion: str, localversion: str, build: int | None) -> str:
@@ -93,7 +93,7 @@ def validate_localversion(s: str, version: KernelVersion | None = None,
     bad = next((c for c in s if not _LOCAL_OK.fullmatch(c)), None)
     if bad is not None:
         raise BadInput(f"localversion {s!r}: {bad!r} is not allowed (shell/make/path "
-                       "metacharacter); use lowercase letters, digits and '.', e.g. 'kdump'")
+                       "metacharacter); use lowercase letters, digits, '.' and '-', e.g. 'kdump'")
     if s[:1] in ("-", ".") or s[-1:] in ("-", "."):
         raise BadInput(f"localversion {s!r} starts or ends with '-' or '.'; compose adds the "
                        f"separator itself, pass {s.strip('-.') or 'kdump'!r}")
@@ -119,10 +119,11 @@ def compose(version: KernelVersion, localversion: str = "", build: int | None = 
     cpu = NR_CPUS
     if any(f.rule == "rhel6-nr-cpus" for f in lint(release, cpu_limit_arg=NR_CPUS)):
         cpu = MAXCPUS
-        notes.append(f"RHEL 6 kdump.init refuses nr_cpus on 2.6.32-N with N < {RHEL6_MIN_BUILD}"
-                     ", so the capture cmdline must use maxcpus=1 (it only limits CPUs brought "
-                     "up, so the capture kernel still sizes per-CPU data for all CPUs and "
-                     "needs more memory); use build >= 171 to keep nr_cpus=1")
+        notes.append(f"RHEL 6 kdump.init assumes 2.6.32-N with N < {RHEL6_MIN_BUILD} lacks "
+                     "nr_cpus= and refuses to load, so KDUMP_COMMANDLINE_APPEND must use "
+                     "maxcpus=1; that only limits the CPUs brought up, per-CPU memory is still "
+                     "sized for every possible CPU, so crashkernel= may need to be larger. "
+                     f"A build >= {RHEL6_MIN_BUILD} keeps nr_cpus=1")
     findings = lint(release, cpu_limit_arg=cpu)
     if findings:
         raise CheckFailed(f"release {release!r} is unsafe: {findings[0]}")
@@ -216,34 +217,28 @@ def deb_compare(a: str, b: str) -> int:
 
 def _rpmvercmp(a: str, b: str) -> int:
     """rpm's rpmvercmp: alnum segments, digits beat letters, '~' sorts first, '^' after end."""
-    if a == b:
-        return 0
     while a or b:
         a, b = re.sub(r"^[^A-Za-z0-9~^]+", "", a), re.sub(r"^[^A-Za-z0-9~^]+", "", b)
-        if a[:1] == "~" or b[:1] == "~":
-            if a[:1] != "~" or b[:1] != "~":
-                return 1 if a[:1] != "~" else -1
-            a, b = a[1:], b[1:]
-            continue
-        if a[:1] == "^" or b[:1] == "^":
-            if not a or not b:
-                return -1 if not a else 1
-            if a[:1] != "^" or b[:1] != "^":
-                return 1 if a[:1] != "^" else -1
+        mark = next((m for m in "~^" if m in (a[:1], b[:1])), None)
+        if mark == "^" and not (a and b):
+            return -1 if not a else 1
+        if mark:
+            if a[:1] != b[:1]:
+                return 1 if a[:1] != mark else -1
             a, b = a[1:], b[1:]
             continue
         if not (a and b):
             break
-        isnum = a[0].isdigit()
-        pat = r"[0-9]*" if isnum else r"[A-Za-z]*"
+        pat = r"[0-9]*" if a[0].isdigit() else r"[A-Za-z]*"
         sa, sb = re.match(pat, a).group(), re.match(pat, b).group()
-        if not sb:
-            return 1 if isnum else -1
+        if not sb:                      # a digit segment beats a letter one
+            return 1 if a[0].isdigit() else -1
         a, b = a[len(sa):], b[len(sb):]
-        ka, kb = ((len(sa.lstrip("0")), sa.lstrip("0")), (len(sb.lstrip("0")), sb.lstrip("0"))
-                  ) if isnum else (sa, sb)
-        if ka != kb:
-            return -1 if ka < kb else 1
+        if pat == r"[0-9]*":
+            sa, sb = sa.lstrip("0"), sb.lstrip("0")
+            sa, sb = sa.zfill(len(sb)), sb.zfill(len(sa))   # equal widths: text order = numbers
+        if sa != sb:
+            return -1 if sa < sb else 1
     return 0 if not a and not b else (-1 if not a else 1)
 
 
@@ -277,20 +272,12 @@ def lint(release: str, others: list[str] | tuple[str, ...] = (), cpu_limit_arg: 
     return out
 
 
-def _deb_ok(r: str) -> bool:
+def _unmappable(fn, r: str) -> bool:
     try:
-        deb_version(r)
+        fn(r)
     except CheckFailed:
-        return False
-    return re.fullmatch(r"[a-z0-9.+-]+", r) is not None
-
-
-def _rpm_ok(r: str) -> bool:
-    try:
-        rpm_version(r)
-    except CheckFailed:
-        return False
-    return True
+        return True
+    return False
 
 
 _RULES = (
@@ -306,18 +293,19 @@ _RULES = (
     ("xen", "RHEL mkdumprd", lambda r, o, c: r.endswith("xen"),
      "a release ending in 'xen' is treated as a Xen dom0 kernel", "do not end with 'xen'"),
     ("debug-suffix", "kdump-utils", lambda r, o, c: re.search(r"[-+]debug$", r) is not None,
-     "strips a -debug/+debug suffix and loads a different kernel", "use e.g. '.dbg' or put "
-     "'debug' before the build tag"),
+     "strips a -debug/+debug suffix and loads a different kernel",
+     "do not end in -debug/+debug (e.g. use .dbg)"),
     ("64k", "kdump-utils (aarch64)", lambda r, o, c: "64k" in r,
      "'64k' means a 64K-page kernel: crashkernel reservation is enlarged", "avoid '64k'"),
     ("regex", "kdump-utils (grubby --info ALL | grep -E)",
      lambda r, o, c: _REGEX_META.search(r) is not None,
      "regex metacharacters in the release: the grep does not match the kernel",
      "use only [a-z0-9.-]"),
-    ("deb", "Debian packaging (linux-image-<rel>)", lambda r, o, c: not _deb_ok(r),
+    ("deb", "Debian packaging (linux-image-<rel>)",
+     lambda r, o, c: _unmappable(deb_version, r) or not re.fullmatch(r"[a-z0-9.+-]+", r),
      "package names are lowercase [a-z0-9.+-] and the version must be valid",
      "use lowercase letters, digits, '.' and '-', not ending in '-'"),
-    ("rpm", "RPM packaging (Version/Release)", lambda r, o, c: not _rpm_ok(r),
+    ("rpm", "RPM packaging (Version/Release)", lambda r, o, c: _unmappable(rpm_version, r),
      "only letters, digits and ._+~^ are allowed ('-' only as our Version/Release split)",
      "use [a-z0-9.-]"),
     ("ambiguous", "kdump-utils / Debian kdump-tools", lambda r, o, c: _ambiguous(r, o),

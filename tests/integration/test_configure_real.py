@@ -109,3 +109,18 @@ def test_bad_flags_are_one_line_exit_2(args, message):
     proc = run_invoke("configure", *args)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"error: {message}"
+
+
+def test_rerun_reuses_and_any_changed_input_reconfigures(tree61, tmp_path):
+    frag = tmp_path / "extra.config"
+    frag.write_text("CONFIG_PRINTK_TIME=y\n")
+    settings = lambda: ConfigureSettings.from_flags(source=str(tree61.path), fragment=[str(frag)],
+                                                    build_dir=tmp_path / "b")
+    first = configure(settings())
+    assert not first.reused and read_values(first.config)["PRINTK_TIME"] == "y"
+    assert configure(settings()).reused
+    frag.write_text("# CONFIG_PRINTK_TIME is not set\n")  # a changed fragment is never ignored
+    changed = configure(settings())
+    assert not changed.reused and read_values(changed.config)["PRINTK_TIME"] == "n"
+    changed.config.write_text(changed.config.read_text() + "CONFIG_PRINTK_TIME=y\n")  # hand edit
+    assert not configure(settings()).reused

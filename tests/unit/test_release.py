@@ -1,6 +1,7 @@
 """KERNELRELEASE policy: compose, validate, lint, package versions, and the RHEL 6 oracle."""
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -36,8 +37,10 @@ check_nr_cpus() {
 }
 check_nr_cpus
 '''
-CMDLINES = {R.NR_CPUS: "irqpoll nr_cpus=1 reset_devices", R.MAXCPUS: "irqpoll maxcpus=1 reset_devices"}
+CMDLINES = {R.NR_CPUS: "irqpoll nr_cpus=1 reset_devices",
+            R.MAXCPUS: "irqpoll maxcpus=1 reset_devices"}
 _EMPTY_DIR = tempfile.mkdtemp(prefix="rhel6-oracle.")  # unquoted $ver must not glob anything
+atexit.register(os.rmdir, _EMPTY_DIR)
 
 
 def rhel6_refuses(release: str, cpu_limit_arg: str) -> bool:
@@ -232,15 +235,17 @@ def test_package_versions(release, deb, rpm):
     assert R.deb_version(release) == deb and R.rpm_version(release) == rpm
 
 
-@pytest.mark.parametrize("release", ["6.1.0-", "6.1.0-1.k_x", "6.1.0-1.k%x"])
-def test_unmappable_package_versions_raise(release):
+@pytest.mark.parametrize("fn,release", [(R.deb_version, "6.1.0-"), (R.deb_version, "6.1.0-1.k_x"),
+                                        (R.rpm_version, "6.1.0-1.k%x"),
+                                        (R.rpm_version, "6.1.0-k:")])
+def test_unmappable_package_versions_raise(fn, release):
     with pytest.raises(CheckFailed):
-        R.deb_version(release) if release != "6.1.0-1.k%x" else R.rpm_version(release)
+        fn(release)
 
 
-@pytest.mark.parametrize("a,b,want", [("1.0~rc1", "1.0", -1), ("1.0", "1.0+b1", -1),
-                                      ("1.0-1", "1.0-2", -1), ("1:0", "2", 1), ("1.0a", "1.0+", -1),
-                                      ("1.0", "1.0-0", 0), ("1.010", "1.9", 1), ("1.0~", "1.0~~", 1)])
+@pytest.mark.parametrize("a,b,want", [
+    ("1.0~rc1", "1.0", -1), ("1.0", "1.0+b1", -1), ("1.0-1", "1.0-2", -1), ("1:0", "2", 1),
+    ("1.0a", "1.0+", -1), ("1.0", "1.0-0", 0), ("1.010", "1.9", 1), ("1.0~", "1.0~~", 1)])
 def test_deb_compare_examples(a, b, want):
     assert R.deb_compare(a, b) == want and R.deb_compare(b, a) == -want
 
@@ -314,7 +319,8 @@ def test_check_safe_release():
     rep = R.check("6.1.192-3.kdump")
     assert rep.ok and rep.exit_code == 0 and rep.suggestion is None
     data = json.loads(rep.to_json())
-    assert data["deb_version"] == "6.1.192-3.kdump" and data["rpm_version"] == ["6.1.192", "3.kdump"]
+    assert data["deb_version"] == "6.1.192-3.kdump"
+    assert data["rpm_version"] == ["6.1.192", "3.kdump"] and data["ok"] is True
     assert data["findings"] == [] and data["exit_code"] == 0
 
 

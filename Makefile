@@ -1,0 +1,52 @@
+# Set-up and entry points. `make run` is the main job, `make test` runs every test.
+# Both install what a fresh Debian 12 machine lacks first (idempotent, fast when done).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Debian packages the pipeline uses (see `invoke doctor` for what each is for).
+APT_PACKAGES := linux-source-6.1 linux-source-6.12 build-essential bc bison flex libelf-dev \
+	libssl-dev dwarves cpio kmod rsync ccache xz-utils perl openssl python3-venv \
+	rpm dpkg-dev
+
+.PHONY: setup apt venv run test unit integration bench clean
+
+setup: apt venv
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		[ "$$(dpkg-query -W -f='$${db:Status-Status}' $$p 2>/dev/null)" = installed ] || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "apt: installing" $$missing; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+# The main job on the built-in default: Debian's linux-source-6.1, minimal profile.
+run: setup
+	$(BIN)/invoke configure
+
+test: setup
+	$(BIN)/python -m pytest tests
+
+unit: venv
+	$(BIN)/python -m pytest tests/unit
+
+integration: setup
+	$(BIN)/python -m pytest tests/integration
+
+bench: setup
+	$(BIN)/python bench/configure
+
+clean:
+	rm -rf build dist
