@@ -11,7 +11,7 @@ APT_PACKAGES := linux-source-6.1 linux-source-6.12 build-essential bc bison flex
 	libssl-dev dwarves cpio kmod rsync ccache xz-utils perl openssl python3-venv \
 	rpm dpkg-dev
 
-.PHONY: setup apt venv run test unit integration bench clean
+.PHONY: setup apt venv run test unit integration e2e bench clean
 
 setup: apt venv
 
@@ -34,7 +34,7 @@ $(VENV)/.installed: pyproject.toml
 
 # The main job on the built-in default: Debian's linux-source-6.1, minimal profile.
 run: setup
-	$(BIN)/invoke configure
+	$(BIN)/invoke build-kernel
 
 test: setup
 	$(BIN)/python -m pytest tests
@@ -45,8 +45,13 @@ unit: venv
 integration: setup
 	$(BIN)/python -m pytest tests/integration
 
+e2e: setup
+	$(BIN)/python -m pytest tests/e2e
+
+# bench/build takes four full kernel builds (~30 min); run it on its own.
 bench: setup
 	$(BIN)/python bench/configure
+	$(BIN)/python bench/build
 
 clean:
 	rm -rf build dist

@@ -1,10 +1,11 @@
 """invoke tasks: argument parsing and wiring only; the work lives in kbuild/."""
 from invoke import task
 
-from kbuild import checkconfig, configure as configure_mod, doctor as doctor_mod
+from kbuild import build as build_mod, checkconfig, configure as configure_mod, doctor as doctor_mod
+from kbuild import release as release_mod
 from kbuild.cli import guarded
 from kbuild.errors import CheckFailed
-from kbuild.settings import ConfigureSettings, profile_names
+from kbuild.settings import BuildSettings, ConfigureSettings, profile_names
 from kbuild.source import DEFAULT_SOURCE, locate
 
 SOURCE_HELP = f"kernel directory or linux-*.tar.xz (default: {DEFAULT_SOURCE})"
@@ -57,3 +58,47 @@ def check_config(c, config, source=None, json=False):
     if not result.ok:
         failed = [r.capability for r in result.results if not r.ok]
         raise CheckFailed(f"{config} fails {len(failed)} kdump requirement(s): {', '.join(failed)}")
+
+
+@task(help={"release": "the release string to lint, as `uname -r` would print it",
+            "json": "print the findings as JSON"})
+@guarded
+def release_check(c, release, json=False):
+    """Lint a release string against every known kdump consumer; exit 1 with the consumer that breaks."""
+    report = release_mod.check(release)
+    if json:
+        print(report.to_json())
+    else:
+        for f in report.findings:
+            print(f"FAIL  {f}")
+        if report.ok:
+            print(f"ok  {release}: deb {report.deb_version}, rpm {'-'.join(report.rpm_version)}")
+    if not report.ok:
+        raise CheckFailed(f"release {release!r} breaks {len(report.findings)} consumer(s); "
+                          f"a safe alternative is {report.suggestion!r}")
+
+
+@task(iterable=["fragment"], help={
+    "source": SOURCE_HELP,
+    "profile": f"starting profile: {', '.join(profile_names())} (default: minimal)",
+    "base_config": "start from this .config instead of a profile",
+    "fragment": "CONFIG_X=value fragment applied after the profile; repeatable, later wins",
+    "build_dir": "persistent out-of-tree build folder (default: build/<tree>-<profile>)",
+    "localversion": "release suffix: <version>-[<build>.]<localversion> (default: kdump)",
+    "build_number": "build number in the release, e.g. 3 gives 6.1.192-3.kdump",
+    "jobs": "parallel make jobs (default: number of CPUs)",
+    "no_ccache": "compile without ccache even when it is installed",
+    "allow_unsafe_release": "build a release the linter flags, and record the findings in the manifest",
+})
+@guarded
+def build_kernel(c, source=None, profile=None, base_config=None, fragment=None, build_dir=None,
+                 localversion="kdump", build_number=None, jobs=None, no_ccache=False, allow_unsafe_release=False):
+    """Configure, compile out of tree, verify the result, and write dist/<release>/manifest.json."""
+    settings = BuildSettings.from_flags(
+        ConfigureSettings.from_flags(source, profile, base_config, fragment, build_dir),
+        localversion, build_number, jobs, not no_ccache, allow_unsafe_release)
+    data = build_mod.build_kernel(settings)
+    rel = data["release"]["release"]
+    state = "up to date" if data.get("up_to_date") else f"built in {data['timings']['total']:.0f}s"
+    print(f"{rel}: {state}; build-id {data['build']['build_id']}")
+    print(f"manifest: {build_mod.manifest_path(settings, rel)}")

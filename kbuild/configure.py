@@ -43,6 +43,12 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def config_digest(path: Path) -> str:
+    """Hash of the symbol values only: Kbuild's syncconfig rewrites .config in conf's own
+    layout (comments, order) on the first `make`, which must not count as a change."""
+    return hashlib.sha256(json.dumps(sorted(read_values(Path(path)).items())).encode()).hexdigest()
+
+
 def _inputs_digest(settings: ConfigureSettings, tree: KernelTree, toolchain: Toolchain) -> str | None:
     """Everything that can change the .config, hashed; None if the Kconfig parse is not current."""
     kdigest = kconfig_parse.fresh_digest(tree, toolchain)
@@ -55,7 +61,7 @@ def _inputs_digest(settings: ConfigureSettings, tree: KernelTree, toolchain: Too
             files.append(tree.path / "arch" / toolchain.srcarch / "configs" / f"{toolchain.arch}_defconfig")
     if settings.base_config:
         files.append(settings.base_config)
-    files += list(settings.fragments)
+    files += list(settings.fragments) + list(settings.policy_fragments)
     blob = json.dumps([kdigest, str(tree.path), tree.tarball_sha256, str(tree.version), settings.label,
                        settings.crosscheck, [(str(f), file_sha256(f)) for f in files]])
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -66,7 +72,7 @@ def _reuse(stamp: Path, config: Path, digest: str | None) -> RequirementLedger |
         return None
     try:
         data = json.loads(stamp.read_text())
-        if data["inputs"] == digest and data["config_sha256"] == file_sha256(config):
+        if data["inputs"] == digest and data["config_values"] == config_digest(config):
             return RequirementLedger.from_dict(data["ledger"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
@@ -77,7 +83,7 @@ def _write_stamp(stamp: Path, digest: str | None, config: Path, ledger: Requirem
     if digest is None:
         return
     tmp = stamp.with_name(stamp.name + ".tmp")
-    tmp.write_text(json.dumps({"inputs": digest, "config_sha256": file_sha256(config),
+    tmp.write_text(json.dumps({"inputs": digest, "config_values": config_digest(config),
                                "ledger": ledger.to_dict()}))
     os.replace(tmp, stamp)
 
@@ -106,6 +112,8 @@ def _requests(settings: ConfigureSettings) -> list[fragmod.Assignment]:
         out += fragmod.parse_file(f, f"profile {settings.profile.name}")
     for f in settings.fragments:
         out += fragmod.parse_file(f, "fragment")
+    for f in settings.policy_fragments:
+        out += fragmod.parse_file(f, "release policy")
     return out
 
 

@@ -126,7 +126,7 @@ def compose(version: KernelVersion, localversion: str = "", build: int | None = 
                      f"A build >= {RHEL6_MIN_BUILD} keeps nr_cpus=1")
     findings = lint(release, cpu_limit_arg=cpu)
     if findings:
-        raise CheckFailed(f"release {release!r} is unsafe: {findings[0]}")
+        raise CheckFailed(f"release {release!r} is unsafe: " + "; ".join(map(str, findings)))
     return KernelRelease(release, release[len(str(version)):], build, cpu, tuple(notes))
 
 

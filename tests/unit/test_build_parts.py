@@ -1,0 +1,114 @@
+"""Pure pieces of the build stage: setup-header parsing, progress, release fragment, manifest."""
+import json
+import struct
+
+import pytest
+
+from kbuild import build, manifest, verify
+from kbuild.errors import BadInput, CheckFailed
+from kbuild.settings import BuildSettings, ConfigureSettings
+from kbuild.source import KernelVersion
+from tests.conftest import make_tree
+
+
+def fake_bzimage(path, version_text: str, ptr=0x3000):
+    data = bytearray(0x4000)
+    data[0x202:0x206] = b"HdrS"
+    struct.pack_into("<H", data, 0x20E, ptr - 0x200)
+    data[ptr:ptr + len(version_text) + 1] = version_text.encode() + b"\0"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_setup_header_version_is_read(tmp_path):
+    img = fake_bzimage(tmp_path / "bzImage", "6.1.192-kdump (kbuild@kdump-pipeline) #1 SMP")
+    assert verify.bzimage_version(img).startswith("6.1.192-kdump (kbuild@")
+    assert verify.check_bzimage_release(img, "6.1.192-kdump")
+    with pytest.raises(CheckFailed, match=r"setup header says '6.1.192-kdump', expected release '6.1.192-3.kdump'"):
+        verify.check_bzimage_release(img, "6.1.192-3.kdump")
+
+
+def test_not_a_bzimage(tmp_path):
+    (tmp_path / "x").write_bytes(b"\0" * 0x1000)
+    with pytest.raises(CheckFailed, match="no x86 boot setup header"):
+        verify.bzimage_version(tmp_path / "x")
+
+
+def test_release_fragment_turns_off_localversion_suffixes(tmp_path):
+    p = build.write_release_fragment(tmp_path)
+    assert p.read_text() == 'CONFIG_LOCALVERSION=""\n# CONFIG_LOCALVERSION_AUTO is not set\n'
+    mtime = p.stat().st_mtime_ns
+    build.write_release_fragment(tmp_path)
+    assert p.stat().st_mtime_ns == mtime  # unchanged content is not rewritten
+
+
+def test_environment_is_reproducible_and_from_the_tree(tmp_path, monkeypatch):
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    tree = make_tree(tmp_path / "t", 'config A\n\tbool "a"\n')
+    import os
+    os.utime(tree.path / "Makefile", (1_700_000_000, 1_700_000_000))
+    env = build.build_env(tree, ccache=False)
+    assert env["SOURCE_DATE_EPOCH"] == "1700000000"
+    assert env["KBUILD_BUILD_TIMESTAMP"] == "Tue, 14 Nov 2023 22:13:20 GMT"
+    assert env["KBUILD_BUILD_USER"] == "kbuild" and env["KBUILD_BUILD_HOST"] == "kdump-pipeline"
+    assert env["CCACHE_DISABLE"] == "1" and "PATH" not in env
+
+
+def test_make_command_carries_release_and_prefix_maps(tmp_path):
+    from kbuild.release import compose
+    from kbuild.toolchain import Toolchain
+    tree = make_tree(tmp_path / "t", 'config A\n\tbool "a"\n', version=(6, 1, 192))
+    rel = compose(KernelVersion(6, 1, 192), "kdump", 3)
+    cmd = build.make_cmd(tree, tmp_path / "b", Toolchain(), rel, "bzImage", jobs=2)
+    assert "LOCALVERSION=-3.kdump" in cmd and "-j2" in cmd and cmd[-1] == "bzImage"
+    assert f"KCFLAGS=-ffile-prefix-map={tree.path}/= -ffile-prefix-map={tmp_path / 'b'}/=" in cmd
+
+
+def test_progress_counts_compile_steps(capsys):
+    p = build.Progress(expected=4)
+    p._last = -1e9
+    for line in ["  CC      kernel/a.o\n", "  LD      vmlinux\n", "  AS      arch/b.o\n", "  CC [M]  drivers/c.o\n"]:
+        p.line(line)
+    assert p.done == 3
+
+
+def test_first_errors_picks_compiler_errors():
+    tail = "  CC a.o\nfoo.c:3:1: error: expected ';'\nmake[2]: *** [x] Error 1\n  CC b.o\n"
+    assert build.first_errors(tail).splitlines() == ["foo.c:3:1: error: expected ';'", "make[2]: *** [x] Error 1"]
+
+
+def test_unsafe_release_is_refused_unless_allowed(tmp_path):
+    tree = make_tree(tmp_path / "t", 'config A\n\tbool "a"\n', version=(6, 1, 192))
+    cs = ConfigureSettings.from_flags()
+    with pytest.raises(CheckFailed, match="unsafe"):
+        build.plan_release(BuildSettings.from_flags(cs, localversion="kdumpxen"), tree)
+    rel, findings = build.plan_release(BuildSettings.from_flags(cs, localversion="kdumpxen",
+                                                                allow_unsafe_release=True), tree)
+    assert rel.release == "6.1.192-kdumpxen" and rel.localversion == "-kdumpxen"
+    assert any("xen" in str(f) for f in findings)
+
+
+def test_bad_jobs_and_build_number():
+    cs = ConfigureSettings.from_flags()
+    with pytest.raises(BadInput, match="--jobs 0"):
+        BuildSettings.from_flags(cs, jobs=0)
+    with pytest.raises(BadInput, match="--build-number 'x'"):
+        BuildSettings.from_flags(cs, build_number="x")
+
+
+def test_manifest_roundtrip_discard_and_integrity(tmp_path):
+    art = tmp_path / "vmlinux"
+    art.write_bytes(b"elf")
+    data = {"schema": manifest.SCHEMA, "status": "success",
+            "artifacts": [{"name": "vmlinux", "path": str(art), "sha256": build.sha256(art)}]}
+    path = manifest.path_for(tmp_path / "dist", "6.1.192-kdump")
+    manifest.write(path, data)
+    assert manifest.read(path) == data and manifest.artifacts_intact(data, build.sha256)
+    art.write_bytes(b"changed")
+    assert not manifest.artifacts_intact(data, build.sha256)
+    manifest.discard(path)
+    with pytest.raises(BadInput, match="no manifest; run `invoke build-kernel` first"):
+        manifest.read(path)
+    path.write_text(json.dumps({"schema": manifest.SCHEMA, "status": "building"}))
+    with pytest.raises(BadInput, match="not a successful"):
+        manifest.read(path)
