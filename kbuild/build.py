@@ -95,9 +95,12 @@ def build_env(tree: KernelTree, ccache: bool) -> dict[str, str]:
 
 def make_cmd(tree: KernelTree, build_dir: Path, toolchain: Toolchain, rel: relmod.KernelRelease,
              *targets: str, jobs: int | None = None) -> list[str]:
-    maps = f"-ffile-prefix-map={tree.path}/= -ffile-prefix-map={build_dir}/="
+    # no trailing slash: DW_AT_comp_dir is the build folder itself and must be mapped too
+    maps = f"-ffile-prefix-map={tree.path}=. -ffile-prefix-map={build_dir}=."
+    # gcc does not hand its maps to `as`, whose DWARF for .S files records the build folder
+    as_maps = f"-Wa,--debug-prefix-map={tree.path}=. -Wa,--debug-prefix-map={build_dir}=."
     cmd = ["make", "-C", str(tree.path), f"O={build_dir}", *toolchain.make_vars(),
-           f"LOCALVERSION={rel.localversion}", f"KCFLAGS={maps}", f"KAFLAGS={maps}"]
+           f"LOCALVERSION={rel.localversion}", f"KCFLAGS={maps}", f"KAFLAGS={maps} {as_maps}"]
     if jobs:
         cmd.append(f"-j{jobs}")
     return cmd + list(targets)

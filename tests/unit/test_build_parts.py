@@ -61,7 +61,7 @@ def test_make_command_carries_release_and_prefix_maps(tmp_path):
     rel = compose(KernelVersion(6, 1, 192), "kdump", 3)
     cmd = build.make_cmd(tree, tmp_path / "b", Toolchain(), rel, "bzImage", jobs=2)
     assert "LOCALVERSION=-3.kdump" in cmd and "-j2" in cmd and cmd[-1] == "bzImage"
-    assert f"KCFLAGS=-ffile-prefix-map={tree.path}/= -ffile-prefix-map={tmp_path / 'b'}/=" in cmd
+    assert f"KCFLAGS=-ffile-prefix-map={tree.path}=. -ffile-prefix-map={tmp_path / 'b'}=." in cmd
 
 
 def test_progress_counts_compile_steps(capsys):
