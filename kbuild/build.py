@@ -21,6 +21,7 @@ from .checkconfig import check_config
 from .configure import ConfigureResult, config_digest, configure
 from .crosscheck import read_values
 from .errors import CheckFailed, CommandFailed, MissingTool
+from .hashing import digest, file_sha256 as sha256
 from .proc import run
 from .settings import BuildSettings
 from .source import KernelTree, locate
@@ -159,14 +160,6 @@ def first_errors(log_tail: str, limit: int = 8) -> str:
     return "\n".join(lines[:limit]) or "\n".join(log_tail.splitlines()[-limit:])
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _expected_objects(build_dir: Path) -> int | None:
     try:
         return int((build_dir / ".kbuild-objects").read_text())
@@ -273,14 +266,14 @@ def build_kernel(settings: BuildSettings, toolchain: Toolchain | None = None) ->
     config = build_dir / ".config"
     env = build_env(tree, settings.ccache)
     modules = read_values(config).get("MODULES") == "y"
-    inputs = mf.digest([config_digest(config), conf.ledger.to_dict(), rel, sorted(
+    inputs = digest([config_digest(config), conf.ledger.to_dict(), rel, sorted(
         (k, v) for k, v in env.items() if k not in ("PATH", "CCACHE_DISABLE")), toolchain.fingerprint(),
         str(tree.path), tree.tarball_sha256, _code_hash(), findings])
     mpath = mf.path_for(settings.dist, rel.release)
     if mpath.exists():
         try:
             old = mf.read(mpath)
-            if old.get("inputs") == inputs and mf.artifacts_intact(old, sha256):
+            if old.get("inputs") == inputs and mf.artifacts_intact(old):
                 old["up_to_date"] = True
                 return old
         except Exception:  # any unreadable manifest is simply rebuilt

@@ -7,7 +7,6 @@ user fragments (later wins) -> solve every request -> enforce the kdump requirem
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -20,6 +19,7 @@ from . import fragments as fragmod
 from . import kconfig_parse, requirements
 from .crosscheck import crosscheck, read_values
 from .errors import BadInput, CheckFailed
+from .hashing import digest, file_sha256
 from .kconfig_enforce import Enforcer
 from .ledger import LedgerEntry, RequirementLedger
 from .settings import ConfigureSettings
@@ -39,14 +39,10 @@ class ConfigureResult:
     reused: bool = False  # nothing changed since the last successful configure
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def config_digest(path: Path) -> str:
     """Hash of the symbol values only: Kbuild's syncconfig rewrites .config in conf's own
     layout (comments, order) on the first `make`, which must not count as a change."""
-    return hashlib.sha256(json.dumps(sorted(read_values(Path(path)).items())).encode()).hexdigest()
+    return digest(sorted(read_values(Path(path)).items()))
 
 
 def _inputs_digest(settings: ConfigureSettings, tree: KernelTree, toolchain: Toolchain) -> str | None:
@@ -62,28 +58,27 @@ def _inputs_digest(settings: ConfigureSettings, tree: KernelTree, toolchain: Too
     if settings.base_config:
         files.append(settings.base_config)
     files += list(settings.fragments) + list(settings.policy_fragments)
-    blob = json.dumps([kdigest, str(tree.path), tree.tarball_sha256, str(tree.version), settings.label,
-                       settings.crosscheck, [(str(f), file_sha256(f)) for f in files]])
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return digest([kdigest, str(tree.path), tree.tarball_sha256, str(tree.version), settings.label,
+                   settings.crosscheck, [(str(f), file_sha256(f)) for f in files]])
 
 
-def _reuse(stamp: Path, config: Path, digest: str | None) -> RequirementLedger | None:
-    if digest is None or not stamp.exists() or not config.exists():
+def _reuse(stamp: Path, config: Path, inputs: str | None) -> RequirementLedger | None:
+    if inputs is None or not stamp.exists() or not config.exists():
         return None
     try:
         data = json.loads(stamp.read_text())
-        if data["inputs"] == digest and data["config_values"] == config_digest(config):
+        if data["inputs"] == inputs and data["config_values"] == config_digest(config):
             return RequirementLedger.from_dict(data["ledger"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
     return None
 
 
-def _write_stamp(stamp: Path, digest: str | None, config: Path, ledger: RequirementLedger) -> None:
-    if digest is None:
+def _write_stamp(stamp: Path, inputs: str | None, config: Path, ledger: RequirementLedger) -> None:
+    if inputs is None:
         return
     tmp = stamp.with_name(stamp.name + ".tmp")
-    tmp.write_text(json.dumps({"inputs": digest, "config_values": config_digest(config),
+    tmp.write_text(json.dumps({"inputs": inputs, "config_values": config_digest(config),
                                "ledger": ledger.to_dict()}))
     os.replace(tmp, stamp)
 
@@ -199,8 +194,8 @@ def _write_atomic(kconf: kconfiglib.Kconfig, path: Path, tree: KernelTree) -> No
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.", suffix=".tmp")
     os.close(fd)
     try:
-        kconf.write_config(tmp, header=f"#\n# Linux/{kconf.syms['SRCARCH'].str_value if 'SRCARCH' in kconf.syms else 'x86'} "
-                                     f"{tree.version} Kernel Configuration, written by kbuild (kconfiglib)\n#\n",
+        kconf.write_config(tmp, header=f"#\n# Linux {tree.version} Kernel Configuration, "
+                                     "written by kbuild (kconfiglib)\n#\n",
                            save_old=False)
         os.replace(tmp, path)
     finally:
@@ -216,8 +211,8 @@ def configure(settings: ConfigureSettings, toolchain: Toolchain | None = None) -
     requests = _requests(settings)  # syntax errors before the (slower) parse
     build_dir = settings.build_dir or settings.default_build_dir(tree.name)
     config, stamp = build_dir / ".config", build_dir / STAMP
-    digest = _inputs_digest(settings, tree, toolchain)
-    ledger = _reuse(stamp, config, digest)
+    inputs = _inputs_digest(settings, tree, toolchain)
+    ledger = _reuse(stamp, config, inputs)
     if ledger is not None:
         return ConfigureResult(tree, config, ledger, reused=True)
     stamp.unlink(missing_ok=True)
@@ -237,5 +232,5 @@ def configure(settings: ConfigureSettings, toolchain: Toolchain | None = None) -
             return ConfigureResult(tree, config, ledger,
                                    f"the kernel's `make olddefconfig` changes {len(ledger.crosscheck['differences'])} "
                                    f"symbol(s) of our .config: {names}")
-    _write_stamp(stamp, digest or _inputs_digest(settings, tree, toolchain), config, ledger)
+    _write_stamp(stamp, inputs or _inputs_digest(settings, tree, toolchain), config, ledger)
     return ConfigureResult(tree, config, ledger)

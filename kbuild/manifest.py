@@ -6,12 +6,12 @@ Schema: docs/manifest.md.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 from .errors import BadInput
+from .hashing import file_sha256
 
 SCHEMA = 1
 MANIFEST = "manifest.json"
@@ -45,14 +45,10 @@ def discard(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-def digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def artifacts_intact(data: dict, sha256) -> bool:
+def artifacts_intact(data: dict) -> bool:
     """Every recorded artifact still exists with its recorded hash."""
     try:
-        return all(os.path.exists(a["path"]) and sha256(Path(a["path"])) == a["sha256"]
+        return all(os.path.exists(a["path"]) and file_sha256(Path(a["path"])) == a["sha256"]
                    for a in data["artifacts"])
     except (KeyError, TypeError, OSError):
         return False

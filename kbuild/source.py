@@ -1,7 +1,6 @@
 """Locate a kernel tree (directory or linux-*.tar.xz) and read its version from the Makefile."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BadInput, CommandFailed
+from .hashing import file_sha256
 from .proc import run
 
 DEFAULT_SOURCE = "/usr/src/linux-source-6.1.tar.xz"
@@ -92,11 +92,7 @@ def _sha256(path: Path) -> str:
         known = {}
     if key in known:
         return known[key]
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    known[key] = h.hexdigest()
+    known[key] = file_sha256(path)
     memo.parent.mkdir(parents=True, exist_ok=True)
     tmp = memo.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(known, indent=1))
