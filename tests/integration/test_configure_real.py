@@ -124,3 +124,14 @@ def test_rerun_reuses_and_any_changed_input_reconfigures(tree61, tmp_path):
     assert not changed.reused and read_values(changed.config)["PRINTK_TIME"] == "n"
     changed.config.write_text(changed.config.read_text() + "CONFIG_PRINTK_TIME=y\n")  # hand edit
     assert not configure(settings()).reused
+
+
+def test_base_config_from_debian_kernel(tree61, debian_config_61, tmp_path):
+    """--base-config takes any user config: Debian's own, with requirements re-checked on top."""
+    result = configure(ConfigureSettings.from_flags(source=str(tree61.path), base_config=str(debian_config_61),
+                                                    build_dir=tmp_path / "b"))
+    assert result.explanation == "" and result.ledger.crosscheck["ok"]
+    assert all(e.source.startswith("requirement") for e in result.ledger.entries)
+    ours, debian = read_values(result.config), read_values(debian_config_61)
+    assert ours["CRASH_DUMP"] == debian["CRASH_DUMP"] == "y"
+    assert ours["MODULE_SIG"] == debian["MODULE_SIG"]  # user values survive untouched
