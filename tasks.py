@@ -1,4 +1,6 @@
 """invoke tasks: argument parsing and wiring only; the work lives in kbuild/."""
+from pathlib import Path
+
 from invoke import task
 
 from kbuild import build as build_mod, checkconfig, configure as configure_mod, doctor as doctor_mod
@@ -52,7 +54,6 @@ def configure(c, source=None, profile=None, base_config=None, fragment=None, bui
 @guarded
 def check_config(c, config, source=None, json=False):
     """Check an existing .config against the kdump requirements; exit 1 if any fails."""
-    from pathlib import Path
     result = checkconfig.check_config(Path(config), locate(source))
     print(result.to_json() if json else result.lines())
     if not result.ok:

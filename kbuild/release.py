@@ -104,9 +104,9 @@ def validate_localversion(s: str, version: KernelVersion | None = None,
     return s
 
 
-def compose(version: KernelVersion, localversion: str = "", build: int | None = None
-            ) -> KernelRelease:
-    """Build the release string; raise CheckFailed if a consumer would still break on it."""
+def plan(version: KernelVersion, localversion: str = "", build: int | None = None
+         ) -> tuple[KernelRelease, list[Finding]]:
+    """Build the release string and return it with any findings still left on it."""
     if build is not None and (isinstance(build, bool) or not isinstance(build, int) or build < 0):
         raise BadInput(f"build {build!r}: must be a non-negative integer, e.g. 3")
     notes: list[str] = []
@@ -124,10 +124,17 @@ def compose(version: KernelVersion, localversion: str = "", build: int | None = 
                      "maxcpus=1; that only limits the CPUs brought up, per-CPU memory is still "
                      "sized for every possible CPU, so crashkernel= may need to be larger. "
                      f"A build >= {RHEL6_MIN_BUILD} keeps nr_cpus=1")
-    findings = lint(release, cpu_limit_arg=cpu)
+    rel = KernelRelease(release, release[len(str(version)):], build, cpu, tuple(notes))
+    return rel, lint(release, cpu_limit_arg=cpu)
+
+
+def compose(version: KernelVersion, localversion: str = "", build: int | None = None
+            ) -> KernelRelease:
+    """Build the release string; raise CheckFailed if a consumer would still break on it."""
+    rel, findings = plan(version, localversion, build)
     if findings:
-        raise CheckFailed(f"release {release!r} is unsafe: " + "; ".join(map(str, findings)))
-    return KernelRelease(release, release[len(str(version)):], build, cpu, tuple(notes))
+        raise CheckFailed(f"release {rel.release!r} is unsafe: {findings[0]}")
+    return rel
 
 
 def _wellformed(release: str) -> None:

@@ -105,3 +105,29 @@ def test_bad_localversion_is_exit_2(tmp_path):
     proc = invoke("build-kernel", "--localversion", "$(reboot)", "--build-dir", str(tmp_path / "b"))
     assert proc.returncode == 2 and proc.stderr.startswith("error: localversion '$(reboot)'")
     assert not (tmp_path / "b").exists()
+
+
+def test_ctrl_c_leaves_no_manifest_and_a_rerun_recovers(built):
+    """Interrupt a real make (relinking vmlinux); no manifest may claim success afterwards."""
+    import signal
+    data, path = built
+    build_dir = Path(data["build"]["dir"])
+    (build_dir / "init" / "version.o").unlink()
+    path.unlink()  # force make to run: without a manifest nothing is "up to date"
+    log = build_dir / "build.log"
+    proc = subprocess.Popen([*INVOKE, "build-kernel"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.exists() and "init/version.o" in log.read_text(errors="replace"):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the build ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().endswith("interrupted: stopped before completion; no partial output was kept")
+    assert not path.exists()
+    again = invoke("build-kernel")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads(path.read_text())["build"]["build_id"] == data["build"]["build_id"]  # reproducible relink

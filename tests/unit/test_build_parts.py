@@ -112,3 +112,11 @@ def test_manifest_roundtrip_discard_and_integrity(tmp_path):
     path.write_text(json.dumps({"schema": manifest.SCHEMA, "status": "building"}))
     with pytest.raises(BadInput, match="not a successful"):
         manifest.read(path)
+
+
+def test_code_hash_covers_every_module_the_build_imports():
+    import subprocess, sys
+    out = subprocess.run([sys.executable, "-c", "import sys, kbuild.build; print(' '.join(sorted(sys.modules)))"],
+                         capture_output=True, text=True, check=True, cwd=build.Path(build.__file__).parent.parent)
+    imported = {m.split(".", 1)[1] for m in out.stdout.split() if m.startswith("kbuild.")}
+    assert imported <= set(build.BUILD_MODULES), imported - set(build.BUILD_MODULES)
