@@ -28,6 +28,9 @@ from .toolchain import Toolchain
 
 
 STAMP = ".kbuild-configure.json"
+# The code that decides what .config we write; editing it invalidates the rerun shortcut.
+CONFIGURE_MODULES = ("configure", "crosscheck", "errors", "fragments", "hashing", "kconfig_enforce", "kconfig_parse",
+                     "ledger", "proc", "requirements", "settings", "source", "toolchain")
 
 
 @dataclass
@@ -50,7 +53,8 @@ def _inputs_digest(settings: ConfigureSettings, tree: KernelTree, toolchain: Too
     kdigest = kconfig_parse.fresh_digest(tree, toolchain)
     if kdigest is None:
         return None
-    files = [requirements.CONFIGS / "requirements.toml", *sorted(Path(__file__).parent.glob("*.py"))]
+    here = Path(__file__).parent
+    files = [requirements.CONFIGS / "requirements.toml", *(here / f"{m}.py" for m in CONFIGURE_MODULES)]
     if settings.profile:
         files += [requirements.CONFIGS / "profiles" / f"{settings.profile.name}.toml", *settings.profile.fragments]
         if settings.profile.base == "defconfig":

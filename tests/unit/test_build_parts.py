@@ -114,9 +114,13 @@ def test_manifest_roundtrip_discard_and_integrity(tmp_path):
         manifest.read(path)
 
 
-def test_code_hash_covers_every_module_the_build_imports():
-    import subprocess, sys
-    out = subprocess.run([sys.executable, "-c", "import sys, kbuild.build; print(' '.join(sorted(sys.modules)))"],
+@pytest.mark.parametrize("module, listed", [("build", "BUILD_MODULES"), ("configure", "CONFIGURE_MODULES")])
+def test_code_hash_covers_every_module_a_stage_imports(module, listed):
+    import importlib
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", f"import sys, kbuild.{module}; print(' '.join(sorted(sys.modules)))"],
                          capture_output=True, text=True, check=True, cwd=build.Path(build.__file__).parent.parent)
     imported = {m.split(".", 1)[1] for m in out.stdout.split() if m.startswith("kbuild.")}
-    assert imported <= set(build.BUILD_MODULES), imported - set(build.BUILD_MODULES)
+    names = set(getattr(importlib.import_module(f"kbuild.{module}"), listed))
+    assert imported <= names, imported - names
