@@ -61,12 +61,14 @@ def check_config(c, config, source=None, json=False):
         raise CheckFailed(f"{config} fails {len(failed)} kdump requirement(s): {', '.join(failed)}")
 
 
-@task(help={"release": "the release string to lint, as `uname -r` would print it",
-            "json": "print the findings as JSON"})
+@task(iterable=["other"], help={
+    "release": "the release string to lint, as `uname -r` would print it",
+    "other": "a release installed alongside (repeatable): catches suffix and substring clashes",
+    "json": "print the findings as JSON"})
 @guarded
-def release_check(c, release, json=False):
+def release_check(c, release, other=None, json=False):
     """Lint a release string against every known kdump consumer; exit 1 with the consumer that breaks."""
-    report = release_mod.check(release)
+    report = release_mod.check(release, others=tuple(other or ()))
     if json:
         print(report.to_json())
     else:
