@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the pipeline uses (see `invoke doctor` for what each is for).
 APT_PACKAGES := linux-source-6.1 linux-source-6.12 build-essential bc bison flex libelf-dev \
 	libssl-dev dwarves cpio kmod rsync ccache xz-utils perl openssl python3-venv \
-	rpm dpkg-dev
+	rpm dpkg-dev lintian rpmlint shellcheck grub-common
 
 .PHONY: setup apt venv run test unit integration e2e bench clean
 

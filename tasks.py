@@ -4,7 +4,7 @@ from pathlib import Path
 from invoke import task
 
 from kbuild import build as build_mod, checkconfig, configure as configure_mod, doctor as doctor_mod
-from kbuild import release as release_mod
+from kbuild import package as package_mod, release as release_mod
 from kbuild.cli import guarded
 from kbuild.errors import CheckFailed
 from kbuild.settings import BuildSettings, ConfigureSettings, profile_names
@@ -105,3 +105,17 @@ def build_kernel(c, source=None, profile=None, base_config=None, fragment=None, 
     state = "up to date" if data.get("up_to_date") else f"built in {data['timings']['total']:.0f}s"
     print(f"{rel}: {state}; build-id {data['build']['build_id']}")
     print(f"manifest: {build_mod.manifest_path(settings, rel)}")
+
+
+@task(help={
+    "formats": "package families to build, comma-separated: deb, rpm (default: deb,rpm)",
+    "build_dir": "package the newest build made in this folder (default: the newest manifest under dist/)",
+})
+@guarded
+def package(c, formats=None, build_dir=None):
+    """Build the DEB and RPM sets (kernel, debug vmlinux, kdump config, boot entries) of the last build into dist/<release>/."""
+    wanted = package_mod.parse_formats(formats)
+    manifest = package_mod.find_manifest(Path(build_dir) if build_dir else None)
+    result = package_mod.package(manifest, wanted)
+    print(result.lines())
+    print(f"{result.release}: {len(result.packages)} packages in {result.dist} ({result.seconds:.0f}s)")
