@@ -34,7 +34,7 @@ $(VENV)/.installed: pyproject.toml
 
 # The main job on the built-in default: Debian's linux-source-6.1, minimal profile.
 run: setup
-	$(BIN)/invoke build-kernel
+	$(BIN)/invoke build-kernel package
 
 test: setup
 	$(BIN)/python -m pytest tests
