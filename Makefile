@@ -9,7 +9,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the pipeline uses (see `invoke doctor` for what each is for).
 APT_PACKAGES := linux-source-6.1 linux-source-6.12 build-essential bc bison flex libelf-dev \
 	libssl-dev dwarves cpio kmod rsync ccache xz-utils perl openssl python3-venv \
-	rpm dpkg-dev lintian rpmlint shellcheck grub-common
+	rpm dpkg-dev lintian rpmlint shellcheck grub-common \
+	qemu-system-x86 kexec-tools makedumpfile busybox-static e2fsprogs
 
 .PHONY: setup apt venv run test unit integration e2e bench clean
 
@@ -20,6 +21,7 @@ apt:
 		[ "$$(dpkg-query -W -f='$${db:Status-Status}' $$p 2>/dev/null)" = installed ] || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "apt: installing" $$missing; \
+		echo "kexec-tools kexec-tools/load_kexec boolean false" | $(SUDO) debconf-set-selections; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
@@ -51,6 +53,7 @@ e2e: setup
 # bench/build takes four full kernel builds (~30 min); run it on its own.
 bench: setup
 	$(BIN)/python bench/configure
+	$(BIN)/python bench/crash_test
 	$(BIN)/python bench/build
 
 clean:

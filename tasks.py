@@ -4,7 +4,8 @@ from pathlib import Path
 from invoke import task
 
 from kbuild import build as build_mod, checkconfig, configure as configure_mod, doctor as doctor_mod
-from kbuild import package as package_mod, release as release_mod
+from kbuild import crashsize, crashtest, package as package_mod, release as release_mod
+from kbuild.crashreport import PHASES
 from kbuild.cli import guarded
 from kbuild.errors import CheckFailed
 from kbuild.settings import BuildSettings, ConfigureSettings, profile_names
@@ -119,3 +120,41 @@ def package(c, formats=None, build_dir=None):
     result = package_mod.package(manifest, wanted)
     print(result.lines())
     print(f"{result.release}: {len(result.packages)} packages in {result.dist} ({result.seconds:.0f}s)")
+
+
+@task(help={
+    "manifest": "build manifest to test (default: dist/<release>/manifest.json for --release, else the newest one)",
+    "release": "test dist/<release>/manifest.json, e.g. 6.1.192-kdump",
+    "memory": "guest RAM, e.g. 1G or 768M (default in configs/crashtest.toml: 1G)",
+    "crashkernel": "crashkernel= size for the production kernel, e.g. 128M (default: crashkernel in configs/kdump.toml)",
+    "kexec": "how the capture kernel is loaded: file (kexec -s, kexec_file_load; default) or classic (kexec -c)",
+    "timeout": "seconds the VM may run before the phase it is in counts as timed out (default: 300)",
+    "keep": "also keep the initramfs and the dump disk image, in dist/<release>/crash-test/work/",
+    "accel": "auto (KVM if a short trial boot works, else TCG; default), kvm or tcg",
+    "kdump_config": "kdump settings file to use instead of configs/kdump.toml (path, core_collector, failure_action, ...)",
+    "find_crashkernel": "bisect the smallest crashkernel= that still yields a verified dump; record it in the manifest",
+})
+@guarded
+def crash_test(c, manifest=None, release=None, memory=None, crashkernel=None, kexec=None, timeout=None,
+               keep=False, accel=None, kdump_config=None, find_crashkernel=False):
+    """Boot the built kernel in QEMU, crash it with sysrq-c, capture the vmcore with kdump and verify it; exit 1 on failure."""
+    settings = crashtest.CrashTestSettings.from_flags(memory, crashkernel, kexec, timeout, accel, keep, kdump_config)
+    path = crashtest.find_manifest(manifest, release)
+    try:
+        if find_crashkernel:
+            sizing = crashsize.find_crashkernel(path, settings)
+            for t in sizing.trials:
+                print(f"  crashkernel={t['crashkernel']:>6}  {'ok  ' if t['ok'] else 'FAIL'}  {t['message']}")
+            print(f"smallest working crashkernel={sizing.minimum}; recommended crashkernel={sizing.recommended}"
+                  f"{'; ' + sizing.note if sizing.note else ''} (recorded in {path})")
+            report = sizing.report
+        else:
+            report = crashtest.crash_test(path, settings)
+    except crashtest.CrashTestFailed as e:
+        print(f"last serial lines:\n{e.tail}\nreport: {e.report.files.get('report.json')}")
+        raise
+    t = report.timings
+    print("  ".join(f"{p} {t[p]:.1f}s" for p in PHASES if p in t))
+    print(f"PASS {report.release}: vmcore {report.vmcore['size'] / 2**20:.1f} MiB "
+          f"({100 * report.vmcore['ram_share']:.2f}% of RAM), verified {t['boot_to_verified']:.1f}s "
+          f"after QEMU started ({report.accel}); report: {report.files['report.json']}")
