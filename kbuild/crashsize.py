@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import manifest as mf
 from .crashreport import PHASES, CrashReport
-from .crashtest import (CrashTestFailed, CrashTestSettings, Prepared, publish, relocate, stage, fmt_size,
+from .crashtest import (CrashTestFailed, CrashTestSettings, Prepared, finalize, relocate, stage, fmt_size,
                         load_policy, parse_size, prepare, run_once)
 from .errors import CheckFailed
 
@@ -83,11 +83,7 @@ def find_crashkernel(manifest_path: Path, settings: CrashTestSettings) -> Crashk
         for child in best_dir.iterdir():
             os.replace(child, staged / child.name)
         best_dir.rmdir()
-        if not settings.keep:
-            shutil.rmtree(staged / "work", ignore_errors=True)
-        relocate(best, best_dir, final)
-        (staged / "report.json").write_text(best.to_json())
-        publish(staged, final)
+        finalize(best, staged, final, settings.keep, origin=best_dir)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
     return sizing

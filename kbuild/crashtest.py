@@ -432,17 +432,22 @@ def stage(manifest_path: Path) -> tuple[Path, Path]:
     return staged, final
 
 
+def finalize(report: CrashReport, staged: Path, final: Path, keep: bool, origin: Path | None = None) -> None:
+    """Drop the work folder unless kept, point the report at its final paths, publish atomically."""
+    if not keep:
+        shutil.rmtree(staged / "work", ignore_errors=True)
+    relocate(report, origin or staged, final)
+    (staged / "report.json").write_text(report.to_json())
+    publish(staged, final)
+
+
 def crash_test(manifest_path: Path, settings: CrashTestSettings) -> CrashReport:
     """The whole stage; writes dist/<release>/crash-test/. Raises CrashTestFailed on a failed test."""
     staged, final = stage(Path(manifest_path))
     try:
         prep = prepare(Path(manifest_path), settings, staged / "work")
         report, tail = run_once(prep, settings.crashkernel, settings.timeout, staged)
-        if not settings.keep:
-            shutil.rmtree(staged / "work", ignore_errors=True)
-        relocate(report, staged, final)
-        (staged / "report.json").write_text(report.to_json())
-        publish(staged, final)
+        finalize(report, staged, final, settings.keep)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
     if not report.ok:
