@@ -174,7 +174,7 @@ def compile_kernel(settings: BuildSettings, tree: KernelTree, build_dir: Path, r
         progress.finish()
         raise CheckFailed(f"compile failed; first errors:\n{first_errors(e.tail)}\nfull log: {log}") from None
     progress.finish()
-    if progress.done and progress.expected is None or (progress.expected and progress.done > progress.expected):
+    if progress.done > (progress.expected or 0):  # first build, or a bigger one: new baseline
         (build_dir / ".kbuild-objects").write_text(str(progress.done))
     return time.monotonic() - t
 

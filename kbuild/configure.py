@@ -18,7 +18,7 @@ import kconfiglib
 from . import fragments as fragmod
 from . import kconfig_parse, requirements
 from .crosscheck import crosscheck, read_values
-from .errors import BadInput, CheckFailed
+from .errors import BadInput
 from .hashing import digest, file_sha256
 from .kconfig_enforce import Enforcer
 from .ledger import LedgerEntry, RequirementLedger

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import initramfs, kdumpcfg, manifest as mf, qemu, vmcore
+from . import bootcfg, initramfs, kdumpcfg, manifest as mf, qemu, vmcore
 from .checkconfig import check_config
 from .crashreport import Check, CrashReport, Failure
 from .crashwatch import ConsoleWatch, RunFacts, diagnose
@@ -79,10 +79,14 @@ class CrashTestSettings:
         if mem < 256 * MIB:
             raise BadInput(f"--memory {memory}: at least 256M (the guest holds a crashkernel reservation)")
         ck = str(crashkernel or kdump.crashkernel).strip()
-        if re.search(r"[-:,]", ck):
+        try:
+            parsed = bootcfg.parse_crashkernel(ck)  # the kernel's own grammar, shared with packaging
+        except CheckFailed as e:
+            raise BadInput(f"--crashkernel: {e}") from None
+        if parsed.ranges:
             raise BadInput(f"--crashkernel {ck}: range syntax reserves nothing below its lower bound, "
                            "a trap in a small VM; give an explicit size such as 256M")
-        size = parse_size(ck.split("@")[0], "--crashkernel")
+        size = parsed.size
         if not 0 < size < mem:
             raise BadInput(f"--crashkernel {ck}: must be above 0 and below the guest memory ({fmt_size(mem)})")
         kexec = kexec or guest["kexec"]

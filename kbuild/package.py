@@ -25,6 +25,7 @@ from .errors import BadInput, CheckFailed, MissingTool
 from .hashing import file_sha256
 from .proc import run
 from .requirements import CONFIGS
+from .verify import read_build_id as elf_build_id  # deb.py, rpm.py and the tests use this name
 
 REPO = CONFIGS.parent
 PACKAGING = REPO / "packaging"
@@ -311,12 +312,6 @@ def _replace_boot(src: Path, dest: Path, files: tuple[Path, ...]) -> tuple[Path,
 def build_id_link(build_id: str) -> str:
     """Where gdb, crash and debuginfod clients look up a debug file by its GNU build-id."""
     return f"/usr/lib/debug/.build-id/{build_id[:2]}/{build_id[2:]}.debug"
-
-
-def elf_build_id(path: Path) -> str | None:
-    out = run(["readelf", "-n", str(path)], package="binutils").output
-    return next((ln.split("Build ID:", 1)[1].strip() for ln in out.splitlines() if "Build ID:" in ln),
-                None)
 
 
 def has_debug_info(path: Path) -> bool:

@@ -36,12 +36,17 @@ def check_bzimage_release(bzimage: Path, release: str) -> str:
     return text
 
 
-def elf_build_id(vmlinux: Path, log: Path | None = None) -> str:
-    out = run(["readelf", "-n", str(vmlinux)], log=None, package="binutils").output
-    for line in out.splitlines():
-        if "Build ID:" in line:
-            return line.split("Build ID:", 1)[1].strip()
-    raise CheckFailed(f"{vmlinux}: no GNU build-id note; crash and makedumpfile cannot match it to a dump")
+def read_build_id(path: Path) -> str | None:
+    """The GNU build-id note of an ELF file (vmlinux, a module), or None if it has none."""
+    out = run(["readelf", "-n", str(path)], package="binutils").output
+    return next((ln.split("Build ID:", 1)[1].strip() for ln in out.splitlines() if "Build ID:" in ln), None)
+
+
+def elf_build_id(vmlinux: Path) -> str:
+    build_id = read_build_id(vmlinux)
+    if build_id is None:
+        raise CheckFailed(f"{vmlinux}: no GNU build-id note; crash and makedumpfile cannot match it to a dump")
+    return build_id
 
 
 def check_debug_info(vmlinux: Path) -> dict[str, int]:
