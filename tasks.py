@@ -3,13 +3,20 @@ from pathlib import Path
 
 from invoke import task
 
-from kbuild import build as build_mod, checkconfig, configure as configure_mod, doctor as doctor_mod
-from kbuild import crashsize, crashtest, package as package_mod, release as release_mod
-from kbuild.crashreport import PHASES
-from kbuild.cli import guarded
-from kbuild.errors import CheckFailed
-from kbuild.settings import BuildSettings, ConfigureSettings, profile_names
-from kbuild.source import DEFAULT_SOURCE, locate
+from kbuild.build import release as release_mod
+from kbuild.build import stage as build_mod
+from kbuild.configure import checkconfig
+from kbuild.configure import stage as configure_mod
+from kbuild.core import tools
+from kbuild.core.cli import guarded
+from kbuild.core.errors import CheckFailed
+from kbuild.core.manifest import Manifest
+from kbuild.crashtest import sizing as crashsize
+from kbuild.crashtest import stage as crashtest
+from kbuild.crashtest.report import PHASES
+from kbuild.package import stage as package_mod
+from kbuild.core.settings import BuildSettings, ConfigureSettings, profile_names
+from kbuild.core.source import DEFAULT_SOURCE, locate
 
 SOURCE_HELP = f"kernel directory or linux-*.tar.xz (default: {DEFAULT_SOURCE})"
 
@@ -18,7 +25,7 @@ SOURCE_HELP = f"kernel directory or linux-*.tar.xz (default: {DEFAULT_SOURCE})"
 @guarded
 def doctor(c):
     """Check every external tool and build dependency; name the Debian package for each missing one."""
-    text, ok = doctor_mod.report(doctor_mod.survey())
+    text, ok = tools.report(tools.survey())
     print(text)
     if not ok:
         raise CheckFailed("required tools are missing (see the list above)")
@@ -36,12 +43,12 @@ def doctor(c):
 def configure(c, source=None, profile=None, base_config=None, fragment=None, build_dir=None, json=False):
     """Write <build-dir>/.config with the kdump requirements enforced, cross-checked by `make olddefconfig`."""
     settings = ConfigureSettings.from_flags(source, profile, base_config, fragment, build_dir)
-    result = configure_mod.configure(settings)
+    try:
+        result = configure_mod.configure(settings)
+    except configure_mod.ConfigureFailed as e:
+        print(e.ledger.to_json() if json else e.ledger.table())
+        raise
     print(result.ledger.to_json() if json else result.ledger.table())
-    if result.explanation:
-        raise CheckFailed(result.explanation.splitlines()[0] + (
-            f" (and {len(result.explanation.splitlines()) - 1} more, see the ledger)"
-            if len(result.explanation.splitlines()) > 1 else ""))
     if not json:
         verb = "unchanged (no input changed)" if result.reused else "wrote"
         print(f"\n{verb} {result.config} for Linux {result.tree.version}")
@@ -101,11 +108,11 @@ def build_kernel(c, source=None, profile=None, base_config=None, fragment=None, 
     settings = BuildSettings.from_flags(
         ConfigureSettings.from_flags(source, profile, base_config, fragment, build_dir),
         localversion, build_number, jobs, not no_ccache, allow_unsafe_release)
-    data = build_mod.build_kernel(settings)
-    rel = data["release"]["release"]
-    state = "up to date" if data.get("up_to_date") else f"built in {data['timings']['total']:.0f}s"
-    print(f"{rel}: {state}; build-id {data['build']['build_id']}")
-    print(f"manifest: {build_mod.manifest_path(settings, rel)}")
+    outcome = build_mod.build_kernel(settings)
+    m = outcome.manifest
+    state = "up to date" if outcome.up_to_date else f"built in {outcome.seconds:.0f}s"
+    print(f"{m.release.release}: {state}; build-id {m.build_id}")
+    print(f"manifest: {m.path}")
 
 
 @task(help={
@@ -116,8 +123,7 @@ def build_kernel(c, source=None, profile=None, base_config=None, fragment=None, 
 def package(c, formats=None, build_dir=None):
     """Build the DEB and RPM sets (kernel, debug vmlinux, kdump config, boot entries) of the last build into dist/<release>/."""
     wanted = package_mod.parse_formats(formats)
-    manifest = package_mod.find_manifest(Path(build_dir) if build_dir else None)
-    result = package_mod.package(manifest, wanted)
+    result = package_mod.package(Manifest.find(build_dir=build_dir), wanted)
     print(result.lines())
     print(f"{result.release}: {len(result.packages)} packages in {result.dist} ({result.seconds:.0f}s)")
 
@@ -139,17 +145,17 @@ def crash_test(c, manifest=None, release=None, memory=None, crashkernel=None, ke
                keep=False, accel=None, kdump_config=None, find_crashkernel=False):
     """Boot the built kernel in QEMU, crash it with sysrq-c, capture the vmcore with kdump and verify it; exit 1 on failure."""
     settings = crashtest.CrashTestSettings.from_flags(memory, crashkernel, kexec, timeout, accel, keep, kdump_config)
-    path = crashtest.find_manifest(manifest, release)
+    found = Manifest.find(path=manifest, release=release)
     try:
         if find_crashkernel:
-            sizing = crashsize.find_crashkernel(path, settings)
+            sizing = crashsize.find_crashkernel(found, settings)
             for t in sizing.trials:
                 print(f"  crashkernel={t['crashkernel']:>6}  {'ok  ' if t['ok'] else 'FAIL'}  {t['message']}")
             print(f"smallest working crashkernel={sizing.minimum}; recommended crashkernel={sizing.recommended}"
-                  f"{'; ' + sizing.note if sizing.note else ''} (recorded in {path})")
+                  f"{'; ' + sizing.note if sizing.note else ''} (recorded in {found.path})")
             report = sizing.report
         else:
-            report = crashtest.crash_test(path, settings)
+            report = crashtest.crash_test(found, settings)
     except crashtest.CrashTestFailed as e:
         print(f"last serial lines:\n{e.tail}\nreport: {e.report.files.get('report.json')}")
         raise

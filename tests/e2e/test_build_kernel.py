@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from kbuild import verify
-from kbuild.checkconfig import check_config
-from kbuild.source import locate
+from kbuild.build import verify
+from kbuild.configure.checkconfig import check_config
+from kbuild.core.source import locate
 
 REPO = Path(__file__).resolve().parent.parent.parent
 INVOKE = [sys.executable, "-m", "invoke"]

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from kbuild import crashtest
-from kbuild.crashreport import PHASES
+from kbuild.crashtest import stage as crashtest
+from kbuild.crashtest.report import PHASES
 
 REPO = Path(__file__).resolve().parent.parent.parent
 INVOKE = [sys.executable, "-m", "invoke"]

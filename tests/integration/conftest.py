@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kbuild import source
+from kbuild.core import source
 
 TARBALLS = {"6.1": "/usr/src/linux-source-6.1.tar.xz", "6.12": "/usr/src/linux-source-6.12.tar.xz"}
 

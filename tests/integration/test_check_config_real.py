@@ -3,8 +3,8 @@ import json
 import subprocess
 import sys
 
-from kbuild.checkconfig import check_config
-from kbuild.toolchain import Toolchain
+from kbuild.configure.checkconfig import check_config
+from kbuild.core.toolchain import Toolchain
 from tests.integration.test_configure_real import REPO
 
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kbuild import release as R
-from kbuild.source import KernelVersion as KV
+from kbuild.build import release as R
+from kbuild.core.source import KernelVersion as KV
 
 TOOLS = {"dpkg": "dpkg", "rpm": "rpm"}   # program -> Debian package
 

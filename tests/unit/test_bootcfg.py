@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kbuild import bootcfg as B
-from kbuild.errors import BadInput, CheckFailed
+from kbuild.package import bootcfg as B
+from kbuild.core.errors import BadInput, CheckFailed
 
 M, G = 1 << 20, 1 << 30
 
@@ -17,7 +17,6 @@ M, G = 1 << 20, 1 << 30
 @pytest.mark.parametrize("text, size, ranges, offset, suffix", [
     ("256M", 256 * M, (), None, None),
     ("0x10000000", 256 * M, (), None, None),
-    ("010M", 8 * M, (), None, None),                       # memparse: leading 0 is octal
     ("512m@16M", 512 * M, (), 16 * M, None),
     ("1G-4G:192M,4G-64G:256M,64G-:512M", None,
      ((G, 4 * G, 192 * M), (4 * G, 64 * G, 256 * M), (64 * G, None, 512 * M)), None, None),
@@ -35,7 +34,9 @@ def test_grammar_accepts(text, size, ranges, offset, suffix):
     ("", "empty"),
     (" 256M", "whitespace"),
     ("auto", "RHEL 6-8 kernel patch"),
-    ("M", "memory value expected for the size"),
+    ("M", "the size: a size such as 256M expected"),
+    ("010M", r"leading 0, which the kernel reads as octal \(8M\)"),  # refused: never what was meant
+    ("0400M", r"reads as octal \(256M\)"),
     ("256X", "unrecognized 'X'"),
     ("08M", "unrecognized '8M'"),                          # 8 is not an octal digit
     ("256M@", "offset after '@'"),
@@ -44,7 +45,7 @@ def test_grammar_accepts(text, size, ranges, offset, suffix):
     ("1G:256M", "'-' expected"),
     ("1G-2G256M", "unrecognized '-2G256M'"),           # no colon: the simple form, as the kernel reads it
     ("1G-2G256M:1M", "':' expected"),
-    ("1G-2G:", "memory value expected for a size"),
+    ("1G-2G:", "a size: a size such as 256M expected"),
     ("1G-2G:256M;", "unrecognized ';'"),
     ("0M", "size is zero"),
     ("0-:0M", "size is zero"),

@@ -4,10 +4,12 @@ import struct
 
 import pytest
 
-from kbuild import build, manifest, verify
-from kbuild.errors import BadInput, CheckFailed
-from kbuild.settings import BuildSettings, ConfigureSettings
-from kbuild.source import KernelVersion
+from kbuild.build import stage as build
+from kbuild.core import manifest
+from kbuild.build import verify
+from kbuild.core.errors import BadInput, CheckFailed
+from kbuild.core.settings import BuildSettings, ConfigureSettings
+from kbuild.core.source import KernelVersion
 from tests.conftest import make_tree
 
 
@@ -55,8 +57,8 @@ def test_environment_is_reproducible_and_from_the_tree(tmp_path, monkeypatch):
 
 
 def test_make_command_carries_release_and_prefix_maps(tmp_path):
-    from kbuild.release import compose
-    from kbuild.toolchain import Toolchain
+    from kbuild.build.release import compose
+    from kbuild.core.toolchain import Toolchain
     tree = make_tree(tmp_path / "t", 'config A\n\tbool "a"\n', version=(6, 1, 192))
     rel = compose(KernelVersion(6, 1, 192), "kdump", 3)
     cmd = build.make_cmd(tree, tmp_path / "b", Toolchain(), rel, "bzImage", jobs=2)
@@ -96,31 +98,40 @@ def test_bad_jobs_and_build_number():
         BuildSettings.from_flags(cs, build_number="x")
 
 
-def test_manifest_roundtrip_discard_and_integrity(tmp_path):
-    art = tmp_path / "vmlinux"
-    art.write_bytes(b"elf")
-    data = {"schema": manifest.SCHEMA, "status": "success",
-            "artifacts": [{"name": "vmlinux", "path": str(art), "sha256": build.sha256(art)}]}
-    path = manifest.path_for(tmp_path / "dist", "6.1.192-kdump")
-    manifest.write(path, data)
-    assert manifest.read(path) == data and manifest.artifacts_intact(data)
-    art.write_bytes(b"changed")
-    assert not manifest.artifacts_intact(data)
+def test_manifest_roundtrip_discard_and_integrity(tmp_path, fake_manifest):
+    path = fake_manifest(tmp_path)
+    m = manifest.Manifest.read(path)
+    assert (m.release.release, m.build_id, m.epoch, m.arch) == ("6.1.192-kdump", "ab" * 20, 1794824260, "x86_64")
+    assert m.intact() and m.artifact("vmlinux").path == tmp_path / "art" / "vmlinux"
+    m.verify()
+    (tmp_path / "art" / "vmlinux").write_bytes(b"changed")
+    assert not m.intact()
+    with pytest.raises(BadInput, match="vmlinux changed or vanished"):
+        m.verify(("vmlinux",))
+    with pytest.raises(BadInput, match="lists no bzImage-ish artifact"):
+        m.artifact("bzImage-ish")
     manifest.discard(path)
     with pytest.raises(BadInput, match="no manifest; run `invoke build-kernel` first"):
-        manifest.read(path)
+        manifest.Manifest.read(path)
     path.write_text(json.dumps({"schema": manifest.SCHEMA, "status": "building"}))
     with pytest.raises(BadInput, match="not a successful"):
-        manifest.read(path)
+        manifest.Manifest.read(path)
 
 
-@pytest.mark.parametrize("module, listed", [("build", "BUILD_MODULES"), ("configure", "CONFIGURE_MODULES")])
-def test_code_hash_covers_every_module_a_stage_imports(module, listed):
-    import importlib
+def test_manifest_update_keeps_the_record(tmp_path, fake_manifest):
+    m = manifest.Manifest.read(fake_manifest(tmp_path))
+    again = m.updated(crashkernel={"minimum": "32M"})
+    assert again.record["crashkernel"] == {"minimum": "32M"} and again.record["artifacts"] == m.record["artifacts"]
+    assert [p.name for p in again.path.parent.iterdir()] == ["manifest.json"]
+
+
+@pytest.mark.parametrize("module, folders", [("build.stage", ("core", "configure", "build")),
+                                             ("configure.stage", ("core", "configure"))])
+def test_code_hash_covers_every_module_a_stage_imports(module, folders):
+    """The no-op shortcuts hash whole layers; every module the stage imports must lie in one."""
     import subprocess
     import sys
     out = subprocess.run([sys.executable, "-c", f"import sys, kbuild.{module}; print(' '.join(sorted(sys.modules)))"],
-                         capture_output=True, text=True, check=True, cwd=build.Path(build.__file__).parent.parent)
-    imported = {m.split(".", 1)[1] for m in out.stdout.split() if m.startswith("kbuild.")}
-    names = set(getattr(importlib.import_module(f"kbuild.{module}"), listed))
-    assert imported <= names, imported - names
+                         capture_output=True, text=True, check=True, cwd=build.Path(build.__file__).parents[2])
+    imported = {m.split(".")[1] for m in out.stdout.split() if m.startswith("kbuild.") and m.count(".") >= 1}
+    assert imported and imported <= set(folders), imported - set(folders)

@@ -3,8 +3,8 @@ import errno
 import pytest
 from invoke.exceptions import Exit
 
-from kbuild.cli import guarded
-from kbuild.errors import BadInput, CheckFailed
+from kbuild.core.cli import guarded
+from kbuild.core.errors import BadInput, CheckFailed
 
 
 def raising(exc):

@@ -4,8 +4,8 @@ import subprocess
 
 import pytest
 
-from kbuild import initramfs
-from kbuild.errors import BadInput
+from kbuild.crashtest import initramfs
+from kbuild.core.errors import BadInput
 
 CONF = initramfs.CaptureConfig("-s", "irqpoll nr_cpus=1 reset_devices console=ttyS0", "/var/crash",
                                "makedumpfile -c --message-level 1 -d 31", "reboot")

@@ -3,10 +3,13 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from kbuild import crashtest, qemu
-from kbuild.crashwatch import ConsoleWatch, RunFacts, diagnose
-from kbuild.crashreport import Check, CrashReport, Failure
-from kbuild.errors import BadInput
+from kbuild.core import sizes
+from kbuild.crashtest import stage as crashtest
+from kbuild.crashtest.settings import CrashTestSettings
+from kbuild.crashtest import qemu
+from kbuild.crashtest.watch import ConsoleWatch, RunFacts, diagnose
+from kbuild.crashtest.report import Check, CrashReport, Failure
+from kbuild.core.errors import BadInput
 
 
 def console(*texts, step=0.5):
@@ -117,20 +120,26 @@ def test_timeouts_name_the_phase(cut, phase, words):
 
 def test_settings_refuse_what_cannot_work():
     with pytest.raises(BadInput, match="range syntax"):
-        crashtest.CrashTestSettings.from_flags(crashkernel="2G-64G:256M")
+        CrashTestSettings.from_flags(crashkernel="2G-64G:256M")
     with pytest.raises(BadInput, match="below the guest memory"):
-        crashtest.CrashTestSettings.from_flags(memory="512M", crashkernel="512M")
+        CrashTestSettings.from_flags(memory="512M", crashkernel="512M")
     with pytest.raises(BadInput, match="choose file"):
-        crashtest.CrashTestSettings.from_flags(kexec="kexec_load")
-    with pytest.raises(BadInput, match="expected a size"):
-        crashtest.CrashTestSettings.from_flags(memory="lots")
-    s = crashtest.CrashTestSettings.from_flags(memory="768M", crashkernel="64M", timeout="90")
-    assert (s.memory, s.crashkernel, s.timeout, s.kexec) == (768 << 20, "64M", 90.0, "file")
+        CrashTestSettings.from_flags(kexec="kexec_load")
+    with pytest.raises(BadInput, match="--memory 'lots': a size such as 256M expected"):
+        CrashTestSettings.from_flags(memory="lots")
+    with pytest.raises(BadInput, match="leading 0"):
+        CrashTestSettings.from_flags(crashkernel="0400M")
+    with pytest.raises(BadInput, match="plain size"):
+        CrashTestSettings.from_flags(crashkernel="64M@16M")
+    s = CrashTestSettings.from_flags(memory="768M", crashkernel="64M", timeout="90")
+    assert (s.memory, s.crashkernel, s.timeout, s.kexec) == (768 << 20, 64 << 20, 90.0, "file")
+    # hex is the kernel's grammar too; --find-crashkernel starts from the same bytes
+    assert CrashTestSettings.from_flags(crashkernel="0x10000000").crashkernel == 256 << 20
 
 
 def test_sizes_round_trip():
-    assert crashtest.parse_size("1G", "x") == 1 << 30 and crashtest.fmt_size(1 << 30) == "1G"
-    assert crashtest.fmt_size(crashtest.parse_size("96m", "x")) == "96M"
+    assert sizes.parse("1G") == 1 << 30 and sizes.fmt(1 << 30) == "1G"
+    assert sizes.fmt(sizes.parse("96m")) == "96M" and sizes.parse("0x4000000") == 64 << 20
 
 
 def test_vm_needs_names_symbols_and_carries_modules():

@@ -3,7 +3,8 @@ import struct
 
 import pytest
 
-from kbuild import vmcore
+from kbuild.core import makedumpfile
+from kbuild.crashtest import vmcore
 
 INFO = b"OSRELEASE=6.1.192-kdump\nBUILD-ID=d208f5d3ffe30e8f16e56d303399ab0603e410b1\nPAGESIZE=4096\n"
 BLOCK = 4096
@@ -91,4 +92,4 @@ def test_flattened_and_unknown_are_not_accepted(tmp_path):
     ("cp --sparse=always", "elf"),
 ])
 def test_expected_format_follows_the_collector(collector, want):
-    assert vmcore.expected_format(collector) == want
+    assert makedumpfile.expected_format(collector) == want

@@ -1,12 +1,13 @@
 """The solver on a handmade tree shaped like the kernel's kdump symbols (6.12 layout)."""
 import pytest
 
-from kbuild import configure, requirements
-from kbuild.fragments import Assignment
-from kbuild.kconfig_enforce import Enforcer
-from kbuild.kconfig_parse import parse
-from kbuild.source import KernelVersion
-from kbuild.toolchain import Toolchain
+from kbuild.configure import stage as configure
+from kbuild.configure import requirements
+from kbuild.configure.fragments import Assignment
+from kbuild.configure.kconfig_enforce import Enforcer
+from kbuild.configure.kconfig_parse import parse
+from kbuild.core.source import KernelVersion
+from kbuild.core.toolchain import Toolchain
 from tests.conftest import make_tree
 
 KCONFIG = """

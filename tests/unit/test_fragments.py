@@ -1,9 +1,9 @@
 import pytest
 
-from kbuild import fragments
-from kbuild.errors import BadInput
-from kbuild.kconfig_parse import parse
-from kbuild.toolchain import Toolchain
+from kbuild.configure import fragments
+from kbuild.core.errors import BadInput
+from kbuild.configure.kconfig_parse import parse
+from kbuild.core.toolchain import Toolchain
 from tests.conftest import make_tree
 
 KCONFIG = """

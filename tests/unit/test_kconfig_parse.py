@@ -4,9 +4,9 @@ import time
 import kconfiglib
 import pytest
 
-from kbuild.errors import BadInput
-from kbuild.kconfig_parse import parse
-from kbuild.toolchain import Toolchain
+from kbuild.core.errors import BadInput
+from kbuild.configure.kconfig_parse import parse
+from kbuild.core.toolchain import Toolchain
 from tests.conftest import make_tree
 
 MODULES_TREE = """
@@ -32,7 +32,7 @@ def test_bare_modules_attribute_parses_and_marks_the_modules_symbol(tmp_path, pr
 
 def test_unpatched_kconfiglib_fails_on_the_same_tree(tmp_path, private_cache, monkeypatch):
     """Guards the reason the compat layer exists."""
-    from kbuild import kconfig_parse
+    from kbuild.configure import kconfig_parse
     tree = make_tree(tmp_path / "t", MODULES_TREE)
     monkeypatch.setattr(kconfig_parse, "install_compat", lambda: None)
     monkeypatch.setattr(kconfiglib.Kconfig, "_tokenize", kconfig_parse._compat_tokenize.__defaults__[0])

@@ -4,9 +4,9 @@ from dataclasses import replace
 
 import pytest
 
-from kbuild import kdumpcfg as K
-from kbuild.errors import BadInput, CheckFailed
-from kbuild.package import render
+from kbuild.package import kdumpcfg as K
+from kbuild.core.errors import BadInput, CheckFailed
+from kbuild.package.render import render
 
 DEFAULTS = K.load()
 
@@ -113,12 +113,6 @@ def test_check_raises_one_line_with_a_count():
         K.check(s)
     assert str(e.value).startswith("kdump settings: path 'crash' is relative")
     assert "(and 1 more)" in str(e.value) and "\n" not in str(e.value)
-
-
-def test_collector_parse():
-    c = K.parse_collector("makedumpfile -cd 31 --message-level 1 --num-threads=2 -x /v")
-    assert c.args == ("-cd", "31", "--message-level", "1", "--num-threads=2", "-x", "/v")
-    assert c.dump_levels == (31,) and c.compression == ("-c",)
 
 
 def test_kdump_conf_values_in_both_spellings():

@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from kbuild import rpm
-from kbuild.package import render
+from kbuild.package import rpm
+from kbuild.package.render import render
 
 DISTRO = "# kexec-tools default\npath /var/crash\ncore_collector makedumpfile -l --message-level 7 -d 31\n"
 OURS_V1 = "path /var/crash\ncore_collector makedumpfile -c --message-level 1 -d 31\nfailure_action reboot\n"

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from kbuild import release as R
-from kbuild.errors import BadInput, CheckFailed
-from kbuild.source import KernelVersion as KV
+from kbuild.build import release as R
+from kbuild.core.errors import BadInput, CheckFailed
+from kbuild.core.source import KernelVersion as KV
 
 # --- the oracle: RHEL 6 /etc/init.d/kdump, as quoted in facts.md section 1 -------------------
 # `uname -r` is a shell function reading $KREL, so the snippet itself stays as shipped.

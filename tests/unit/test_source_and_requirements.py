@@ -3,10 +3,11 @@ import subprocess
 
 import pytest
 
-from kbuild import requirements, source
-from kbuild.errors import BadInput
-from kbuild.ledger import LedgerEntry, RequirementLedger
-from kbuild.source import KernelVersion
+from kbuild.configure import requirements
+from kbuild.core import source
+from kbuild.core.errors import BadInput
+from kbuild.configure.ledger import LedgerEntry, RequirementLedger
+from kbuild.core.source import KernelVersion
 from tests.conftest import make_tree
 
 

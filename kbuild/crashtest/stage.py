@@ -1,0 +1,334 @@
+"""`invoke crash-test`: boot the built kernel in QEMU, crash it, capture the vmcore, prove it is ours.
+
+One VM run does both boots. The production kernel's /init loads the same bzImage as
+capture kernel (kexec -s or -c, into the crashkernel= reservation), writes a per-run nonce
+to the kernel log and triggers sysrq-c; the capture kernel's /init runs the configured
+core_collector into <path>/<nonce>/vmcore-incomplete on an ext4 disk and renames it. The
+host then reads the disk with debugfs and verifies the dump from every side: format and
+completeness, the dump's own dmesg (sysrq line and nonce), VMCOREINFO OSRELEASE and
+BUILD-ID against the manifest, and drgn opening it with the debug vmlinux and finding
+sysrq_handle_crash on the crashed task's stack. A stale, foreign or truncated dump fails.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kbuild.build.verify import elf_build_id
+from kbuild.configure.checkconfig import check_config
+from kbuild.core import fs, makedumpfile, sizes, tools
+from kbuild.core.errors import CheckFailed, CommandFailed, KbuildError, MissingTool
+from kbuild.core.hashing import file_sha256
+from kbuild.core.kconfigfile import read_values
+from kbuild.core.manifest import Manifest
+from kbuild.core.proc import run
+from kbuild.core.source import locate
+from kbuild.crashtest import initramfs, qemu, vmcore
+from kbuild.crashtest.report import Check, CrashReport, Failure
+from kbuild.crashtest.settings import CrashTestSettings, Need, policy
+from kbuild.crashtest.watch import ConsoleWatch, RunFacts, diagnose
+
+MIB = sizes.MIB
+
+
+class CrashTestFailed(CheckFailed):
+    """The test ran and failed; carries the report (already written) and the last console lines."""
+
+    def __init__(self, report: CrashReport, tail: str):
+        self.report, self.tail = report, tail
+        super().__init__(f"crash-test failed in phase {report.failure.phase}: {report.failure.message}")
+
+
+# --- before booting --------------------------------------------------------------------------
+
+@dataclass
+class Prepared:
+    """Everything one or more VM runs share: checked inputs, the initramfs, the accelerator."""
+
+    manifest: Manifest
+    release: str
+    build_id: str
+    bzimage: Path
+    vmlinux: Path
+    settings: CrashTestSettings
+    work: Path
+    image: initramfs.InitramfsImage
+    capture_cmdline: str
+    accel: str
+    accel_why: str
+    tools: dict[str, str]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def preflight() -> None:
+    """Every host tool first, as one install line, before minutes are spent."""
+    tools.require("crash-test")
+    try:
+        import drgn  # noqa: F401
+    except ImportError:
+        raise MissingTool("the Python module drgn is missing (pip install drgn==0.3.0; `make setup` installs it)") \
+            from None
+
+
+def guest_fitness(config: Path, m: Manifest, kexec: str) -> list[str]:
+    """Refuse a kernel that cannot pass: check-config, then what the test VM needs. Returns =m modules."""
+    result = check_config(config, locate(m.tree_source))
+    if not result.ok:
+        bad = [r for r in result.results if not r.ok]
+        raise CheckFailed(f"refusing to boot: {config} fails check-config: "
+                          + "; ".join(f"{r.capability}: {r.why}" for r in bad))
+    modules, missing = vm_needs(read_values(config), kexec)
+    if missing:
+        raise CheckFailed(f"refusing to boot: {config} lacks what the crash test's VM needs: " + "; ".join(missing))
+    return modules
+
+
+def vm_needs(values: dict[str, str], kexec: str) -> tuple[list[str], list[str]]:
+    """(modules to carry, unmet needs) for a config's values and the chosen kexec loader."""
+    pol = policy()
+    needs = dict(pol.needs)
+    for sym, reason in pol.loader[kexec].needs.items():
+        needs[sym] = Need(f"{reason} (--kexec {kexec})")
+    modules, missing = [], []
+    for sym, need in needs.items():
+        v = values.get(sym, "n")
+        if v == "y":
+            continue
+        if v == "m" and need.module:
+            modules.append(need.module)
+        else:
+            missing.append(f"CONFIG_{sym}=y ({need.reason}; the config has {v})")
+    return modules, missing
+
+
+def _tool_versions() -> dict[str, str]:
+    out = {}
+    for name, cmd in (("qemu", [qemu.QEMU, "--version"]), ("kexec", ["kexec", "--version"]),
+                      ("makedumpfile", ["makedumpfile", "-v"])):
+        try:
+            out[name] = run(cmd, check=False).output.strip().splitlines()[0]
+        except (KbuildError, IndexError):
+            out[name] = "unknown"
+    import drgn
+    out["drgn"] = drgn.__version__
+    return out
+
+
+def prepare(m: Manifest, settings: CrashTestSettings, work: Path) -> Prepared:
+    t0 = time.monotonic()
+    preflight()
+    work.mkdir(parents=True, exist_ok=True)
+    bzimage = work / "bzImage"  # a copy: what boots is what was hashed, even if a rebuild starts now
+    shutil.copyfile(m.artifact("bzImage").path, bzimage)
+    m.verify(("vmlinux", "config"))
+    if file_sha256(bzimage) != m.artifact("bzImage").sha256:
+        m.verify(("bzImage",))
+    config = m.artifact("config").path
+    module_names = guest_fitness(config, m, settings.kexec)
+    modules: tuple[str, ...] = ()
+    moddir = None
+    if module_names:
+        dep = m.artifact("modules/modules.dep").path
+        moddir = dep.parent
+        modules = tuple(initramfs.resolve_modules(dep, module_names))
+    k, guest = settings.kdump, policy().guest
+    capture = f"{k.capture_cmdline(m.release.cpu_limit_arg)} {guest.console} panic=-1 rdinit=/init"
+    conf = initramfs.CaptureConfig(policy().loader[settings.kexec].flag, capture, k.path,
+                                   k.core_collector, k.failure_action, modules)
+    image = initramfs.build(work / "initrd.img", conf, modules_root=moddir, mtime=m.epoch)
+    timings = {"prepare": round(time.monotonic() - t0, 3)}
+    t = time.monotonic()
+    accel, why = qemu.choose_accel(settings.accel, bzimage, guest.kvm_probe_seconds, work / "kvm-probe.log")
+    timings["accel_probe"] = round(time.monotonic() - t, 3)
+    return Prepared(m, m.release.release, m.build_id, bzimage, m.artifact("vmlinux").path, settings, work,
+                    image, capture, accel, why, _tool_versions(), timings)
+
+
+def make_disk(prep: Prepared, disk: Path) -> None:
+    """An ext4 image holding /boot (what kexec loads) and the empty dump path, made without mounting."""
+    tree = disk.with_suffix(".d")
+    shutil.rmtree(tree, ignore_errors=True)
+    (tree / "boot").mkdir(parents=True)
+    (tree / prep.settings.kdump.path.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(prep.bzimage, tree / "boot" / "vmlinuz")
+    shutil.copyfile(prep.image.path, tree / "boot" / "initrd.img")
+    headroom = sizes.parse(policy().guest.disk_headroom, "guest.disk_headroom")
+    disk.unlink(missing_ok=True)
+    run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", "kdump", "-E", "root_owner=0:0", "-d", str(tree),
+         str(disk), f"{(prep.settings.memory + headroom) // MIB}M"])
+    shutil.rmtree(tree)
+
+
+# --- after the VM -----------------------------------------------------------------------------
+
+def _debugfs(disk: Path, request: str, log: Path) -> str:
+    return run(["debugfs", "-R", request, str(disk)], log=log, check=False).output
+
+
+def verify(prep: Prepared, disk: Path, nonce: str, out: Path, log: Path) -> tuple[list[Check], dict, dict]:
+    """Take the vmcore off the dump disk (debugfs, no mount) and check it. Returns checks, vmcore, task."""
+    k = prep.settings.kdump
+    where = f"{k.path.rstrip('/')}/{nonce}"
+    listing = _debugfs(disk, f"ls -p {where}", log)
+    names = sorted(m.group(1) for m in re.finditer(r"^/\d+/1\d{5}/\d+/\d+/([^/]+)/", listing, re.M))
+    saved = Check("vmcore-saved", names == ["vmcore"], f"{where} holds only vmcore (renamed when complete)",
+                  ", ".join(names) or "no files")
+    if "vmcore" not in names:
+        return [saved], {}, {}
+    target = out / "vmcore"
+    target.unlink(missing_ok=True)
+    _debugfs(disk, f"dump {where}/vmcore {target}", log)
+    expect = Expected(nonce, prep.release, prep.build_id, prep.vmlinux, k.core_collector, prep.settings.memory)
+    checks, info, task = check_vmcore(target, expect, out, log)
+    return [saved, *checks], info, task
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a dump from this run must show."""
+
+    nonce: str
+    release: str
+    build_id: str
+    vmlinux: Path
+    core_collector: str
+    memory: int
+
+
+def check_vmcore(target: Path, want: Expected, out: Path, log: Path | None = None) -> tuple[list[Check], dict, dict]:
+    """Every check on a vmcore file, in order; each records expected and actual."""
+    checks: list[Check] = []
+    task: dict = {}
+    dump = vmcore.read_dump(target)
+    info = {"path": str(target), "format": dump.format, "size": dump.size, "ram_bytes": want.memory,
+            "ram_share": round(dump.size / want.memory, 5), "dump_level": dump.dump_level}
+    fmt = makedumpfile.expected_format(want.core_collector)
+    checks.append(Check("vmcore-format", dump.format == fmt, f"{fmt} (core_collector: {want.core_collector})",
+                        dump.format))
+    checks.append(Check("vmcore-complete", dump.complete, "complete", dump.why_incomplete or "complete"))
+    if dump.format not in ("kdump-compressed", "elf"):
+        return checks, info, task
+    try:
+        dmesg = vmcore.dump_dmesg(target, out / "dmesg.txt", log)
+    except CommandFailed as e:
+        dmesg = ""
+        checks.append(Check("dmesg-readable", False, "makedumpfile --dump-dmesg succeeds", str(e).splitlines()[0]))
+    checks.append(Check("dmesg-sysrq", "sysrq: Trigger a crash" in dmesg,
+                        "'sysrq: Trigger a crash' in the dump's dmesg", _grep(dmesg, "sysrq") or "absent"))
+    nonce_line = f"crash-test nonce {want.nonce}"
+    checks.append(Check("dmesg-nonce", nonce_line in dmesg, f"'{nonce_line}' in the dump's dmesg",
+                        _grep(dmesg, "crash-test nonce") or "absent"))
+    osrelease = dump.vmcoreinfo.get("OSRELEASE", "absent")
+    checks.append(Check("osrelease", osrelease == want.release, want.release, osrelease))
+    dump_id = dump.vmcoreinfo.get("BUILD-ID", "absent")
+    file_id = elf_build_id(want.vmlinux)
+    checks.append(Check("build-id", dump_id == want.build_id == file_id, f"{want.build_id} (manifest and vmlinux)",
+                        f"dump {dump_id}" + ("" if file_id == want.build_id else f", vmlinux file {file_id}")))
+    view = vmcore.open_with_debuginfo(target, want.vmlinux)
+    checks.append(Check("debug-vmlinux-opens", view.opened and view.release == want.release,
+                        f"drgn opens the dump with {want.vmlinux} and reads release {want.release}",
+                        view.error or f"opened, release {view.release}"))
+    if view.opened:
+        task = {"pid": view.pid, "comm": view.task, "stack": view.stack}
+        checks.append(Check("crash-stack", "sysrq_handle_crash" in view.stack,
+                            "sysrq_handle_crash on the crashed task's stack",
+                            f"{view.task} (pid {view.pid}): " + " <- ".join(view.stack[:8])))
+    return checks, info, task
+
+
+def _grep(text: str, needle: str) -> str:
+    return next((ln.strip() for ln in text.splitlines() if needle in ln), "")
+
+
+# --- one run, and the entry points -----------------------------------------------------------
+
+def run_once(prep: Prepared, crashkernel_bytes: int, timeout: float, out: Path) -> tuple[CrashReport, str]:
+    """Boot, crash, capture and verify once; files go to `out`. Returns the report and the console tail."""
+    crashkernel = sizes.fmt(crashkernel_bytes)
+    out.mkdir(parents=True, exist_ok=True)
+    s = prep.settings
+    nonce = uuid.uuid4().hex
+    disk = prep.work / "dump.img"
+    make_disk(prep, disk)
+    console = policy().guest.console
+    production = f"{console} crashkernel={crashkernel} panic=-1 rdinit=/init crashtest.nonce={nonce}"
+    spec = qemu.VmSpec(prep.bzimage, prep.image.path, production, disk, f"{s.memory // MIB}M", prep.accel)
+    report = CrashReport(
+        release=prep.release, build_id=prep.build_id, nonce=nonce, accel=prep.accel, accel_why=prep.accel_why,
+        settings={"memory": sizes.fmt(s.memory), "crashkernel": crashkernel, "kexec": s.kexec, "timeout": timeout,
+                  "kdump": {"path": s.kdump.path, "core_collector": s.kdump.core_collector,
+                            "failure_action": s.kdump.failure_action, "cmdline_append": s.kdump.cmdline_append}},
+        production_cmdline=production, capture_cmdline=f"{prep.capture_cmdline} crashtest.nonce={nonce}",
+        initramfs={"size": prep.image.size, "sha256": prep.image.sha256, "uncompressed": prep.image.uncompressed,
+                   "entries": prep.image.entries, "programs": prep.image.programs},
+        qemu=spec.command(), tools=prep.tools, timings=dict(prep.timings))
+    watch = ConsoleWatch(policy().guest.fail_grace)
+    vm = qemu.stream(spec.command(), deadline=time.monotonic() + timeout, log=out / "console.log", on_line=watch)
+    split = watch.banners[1] if len(watch.banners) > 1 else len(vm.lines)
+    (out / "serial-production.log").write_text("".join(ln.text + "\n" for ln in vm.lines[:split]))
+    (out / "serial-capture.log").write_text("".join(ln.text + "\n" for ln in vm.lines[split:]))
+    report.timings.update(watch.timings(vm))
+    report.failure = diagnose(watch, vm, RunFacts(crashkernel, timeout, s.kdump.core_collector, s.kdump.failure_action,
+                                                  prep.bzimage.stat().st_size, prep.image.size))
+    if report.failure is None:
+        t = time.monotonic()
+        report.checks, report.vmcore, report.crashed_task = verify(prep, disk, nonce, out, out / "host.log")
+        report.timings["verify"] = round(time.monotonic() - t, 3)
+        bad = next((c for c in report.checks if not c.ok), None)
+        if bad:
+            report.failure = Failure("verify", f"verification failed: {bad.line()}")
+        else:
+            report.timings["boot_to_verified"] = round(vm.duration + report.timings["verify"], 3)
+    if not s.keep:
+        disk.unlink(missing_ok=True)
+    report.files = {p.name: str(p) for p in sorted(out.iterdir()) if p.is_file()}
+    report.files.update({"report.json": str(out / "report.json"), "junit.xml": str(out / "junit.xml")})
+    (out / "report.json").write_text(report.to_json())
+    (out / "junit.xml").write_text(report.to_junit())
+    return report, vm.tail(15)
+
+
+def relocate(report: CrashReport, staged: Path, final: Path) -> None:
+    """Paths in the report point where the files end up, not at the staging folder."""
+    def fix(p: str) -> str:
+        return str(final / Path(p).relative_to(staged)) if p.startswith(str(staged)) else p
+    report.files = {k: fix(v) for k, v in report.files.items()}
+    if report.vmcore.get("path"):
+        report.vmcore["path"] = fix(report.vmcore["path"])
+
+
+def stage(m: Manifest) -> tuple[Path, Path]:
+    """A fresh staging folder beside dist/<release>/crash-test, after clearing dead runs' leftovers."""
+    final = m.dist / "crash-test"
+    fs.remove_leftovers(m.dist)
+    staged = fs.temp_name(final)
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
+    return staged, final
+
+
+def finalize(report: CrashReport, staged: Path, final: Path, keep: bool, origin: Path | None = None) -> None:
+    """Drop the work folder unless kept, point the report at its final paths, publish atomically."""
+    if not keep:
+        shutil.rmtree(staged / "work", ignore_errors=True)
+    relocate(report, origin or staged, final)
+    (staged / "report.json").write_text(report.to_json())
+    fs.swap_dir(staged, final)   # dist/<release>/crash-test always describes one run
+
+
+def crash_test(m: Manifest, settings: CrashTestSettings) -> CrashReport:
+    """The whole stage; writes dist/<release>/crash-test/. Raises CrashTestFailed on a failed test."""
+    staged, final = stage(m)
+    try:
+        prep = prepare(m, settings, staged / "work")
+        report, tail = run_once(prep, settings.crashkernel, settings.timeout, staged)
+        finalize(report, staged, final, settings.keep)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    if not report.ok:
+        raise CrashTestFailed(report, tail)
+    return report
