@@ -41,7 +41,7 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest tests
 
-unit: venv
+unit: setup
 	$(BIN)/python -m pytest tests/unit
 
 integration: setup

@@ -72,3 +72,16 @@ def _fake_manifest(root: Path, release: str = "6.1.192-kdump", **release_fields)
 def fake_manifest():
     """Write a small but complete build manifest: fake_manifest(root, release, **release_fields)."""
     return _fake_manifest
+
+
+@pytest.fixture(scope="session")
+def default_build():
+    """The default kernel (Debian's linux-source-6.1, minimal profile), built once per session.
+
+    Any test that needs a real build asks for this; none waits for another test module's output.
+    The build folder and ccache persist, so with nothing changed this is the no-op shortcut
+    (well under a second); a first build on a fresh machine takes minutes.
+    """
+    from kbuild.build.stage import build_kernel
+    from kbuild.core.settings import BuildSettings, ConfigureSettings
+    return build_kernel(BuildSettings.from_flags(ConfigureSettings.from_flags())).manifest

@@ -1,7 +1,7 @@
 """`invoke package` on the real build: real dpkg-deb, rpmbuild, lintian, rpmlint, shellcheck,
 grub-script-check, dpkg -x and rpm --root; reproducibility; kernels side by side; bad input.
 
-The build is the newest successful one under dist/ (tests/e2e builds it first in `make test`).
+The build is the session's default build (tests/conftest.py: built here if no test did it yet).
 It is copied into a private folder once, so a concurrent rebuild cannot change it mid-test.
 The CLI tests run the repository's tasks.py through invoke.
 """
@@ -14,22 +14,21 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from kbuild.package import bootcfg
-from kbuild.package import deb
-from kbuild.package import kdumpcfg
-from kbuild.package import stage as P
-from kbuild.package import rpm
+from kbuild.build.verify import read_build_id
 from kbuild.core.errors import BadInput, CheckFailed, KbuildError
 from kbuild.core.hashing import file_sha256
+from kbuild.core.manifest import Manifest
+from kbuild.package import bootcfg, deb, kdumpcfg, layout, rpm
+from kbuild.package import stage as P
+from kbuild.package.payload import Payload
+from kbuild.package.tree import PackageTree
 
 REPO = Path(__file__).resolve().parent.parent.parent
-WAIT = 900   # seconds to wait for a manifest while another run rebuilds the kernel
 
 
 def snapshot(manifest: Path, dest: Path) -> Path:
@@ -49,17 +48,8 @@ def snapshot(manifest: Path, dest: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def real_build(tmp_path_factory) -> Path:
-    deadline = time.monotonic() + WAIT
-    while True:
-        dest = tmp_path_factory.mktemp("build")
-        try:
-            return snapshot(P.find_manifest(dist=REPO / "dist"), dest)
-        except (BadInput, OSError, ValueError, KeyError) as e:
-            if time.monotonic() > deadline:
-                pytest.fail(f"no stable build manifest under dist/ after {WAIT}s ({e}); "
-                            "run `invoke build-kernel` (or `make e2e`) first")
-            time.sleep(10)
+def real_build(default_build, tmp_path_factory) -> Path:
+    return snapshot(default_build.path, tmp_path_factory.mktemp("build"))
 
 
 def fresh_dist(manifest: Path, where: Path) -> Path:
@@ -73,7 +63,7 @@ def fresh_dist(manifest: Path, where: Path) -> Path:
 @pytest.fixture(scope="module")
 def packaged(real_build, tmp_path_factory):
     manifest = fresh_dist(real_build, tmp_path_factory.mktemp("packaged"))
-    return P.package(manifest, {"deb", "rpm"}), json.loads(manifest.read_text())
+    return P.package(Manifest.read(manifest), {"deb", "rpm"}), json.loads(manifest.read_text())
 
 
 def sh(*cmd, **kw) -> str:
@@ -174,12 +164,12 @@ def test_rpm_naming_provides_scriptlets_and_kdump_conf(packaged, tmp_path):
 # --- reproducibility and side by side -----------------------------------------------------
 
 def test_two_runs_into_clean_folders_are_byte_identical(real_build, tmp_path):
-    first = P.package(fresh_dist(real_build, tmp_path / "one"), {"deb", "rpm"}, checks=False)
+    first = P.package(Manifest.read(fresh_dist(real_build, tmp_path / "one")), {"deb", "rpm"}, checks=False)
     old_umask, old_tmp = os.umask(0o027), tempfile.tempdir
     tempfile.tempdir = str(tmp_path / "elsewhere")
     os.makedirs(tempfile.tempdir)
     try:
-        second = P.package(fresh_dist(real_build, tmp_path / "two"), {"deb", "rpm"}, checks=False)
+        second = P.package(Manifest.read(fresh_dist(real_build, tmp_path / "two")), {"deb", "rpm"}, checks=False)
     finally:
         os.umask(old_umask)
         tempfile.tempdir = old_tmp
@@ -198,7 +188,7 @@ def second_build(manifest: Path, where: Path, release: str) -> Path:
     for a in data["artifacts"]:
         src = Path(a["path"])
         blob = src.read_bytes()
-        bid = P.elf_build_id(src) if a["name"] == "vmlinux" or a["name"].endswith(".ko") else None
+        bid = read_build_id(src) if a["name"] == "vmlinux" or a["name"].endswith(".ko") else None
         if bid:
             old = bytes.fromhex(bid)
             assert blob.count(old) == 1
@@ -208,7 +198,7 @@ def second_build(manifest: Path, where: Path, release: str) -> Path:
         copy.write_bytes(blob)
         a.update(path=str(copy), sha256=file_sha256(copy))
         if a["name"] == "vmlinux":
-            data["build"]["build_id"] = P.elf_build_id(copy)
+            data["build"]["build_id"] = read_build_id(copy)
     out = where / "dist" / release / "manifest.json"
     out.parent.mkdir(parents=True)
     out.write_text(json.dumps(data))
@@ -218,8 +208,8 @@ def second_build(manifest: Path, where: Path, release: str) -> Path:
 def test_two_kernels_install_side_by_side(real_build, tmp_path):
     rel1 = real_build.parent.name
     rel2 = rel1.split("-")[0] + "-999.sidebyside"
-    one = P.package(fresh_dist(real_build, tmp_path / "a"), {"deb", "rpm"}, checks=False)
-    two = P.package(second_build(real_build, tmp_path / "b", rel2), {"deb", "rpm"}, checks=False)
+    one = P.package(Manifest.read(fresh_dist(real_build, tmp_path / "a")), {"deb", "rpm"}, checks=False)
+    two = P.package(Manifest.read(second_build(real_build, tmp_path / "b", rel2)), {"deb", "rpm"}, checks=False)
     kernels = [p for r in (one, two) for p in r.packages
                if p.suffix == ".rpm" and not p.name.startswith("kdump-pipeline-config")]
     config = next(p for p in two.packages if p.name.startswith("kdump-pipeline-config") and p.suffix == ".rpm")
@@ -248,7 +238,7 @@ def test_bad_kdump_settings_refuse_before_anything_is_written(real_build, tmp_pa
     leftovers = set(Path(tempfile.gettempdir()).glob("kdump-package-*"))
     bad = replace(kdumpcfg.load(), crashkernel="2G-1G:256M", core_collector="makedumpfile -c -l -d 31")
     with pytest.raises(CheckFailed) as e:
-        P.package(manifest, {"deb"}, bad)
+        P.package(Manifest.read(manifest), {"deb"}, bad)
     assert str(e.value).startswith("kdump settings: core_collector: conflicting compression flags")
     assert "(and 1 more)" in str(e.value) and "\n" not in str(e.value)
     assert dist_state(tmp_path / "dist") == before
@@ -260,15 +250,15 @@ def test_an_artifact_changed_since_the_build_is_refused(real_build, tmp_path):
     system_map = tmp_path / "copy" / "artifacts" / "System.map"
     system_map.write_bytes(system_map.read_bytes() + b"\n")
     with pytest.raises(BadInput, match="System.map: changed or missing since"):
-        P.package(manifest, {"rpm"})
+        P.package(Manifest.read(manifest), {"rpm"})
     assert dist_state(manifest.parent) == ["manifest.json"]
 
 
 def test_a_failing_check_publishes_nothing(real_build, tmp_path, monkeypatch):
     manifest = fresh_dist(real_build, tmp_path)
-    monkeypatch.setattr(P, "check_layout", lambda *a: (_ for _ in ()).throw(CheckFailed("layout: planted")))
+    monkeypatch.setattr(layout, "check_layout", lambda *a: (_ for _ in ()).throw(CheckFailed("layout: planted")))
     with pytest.raises(CheckFailed, match="planted"):
-        P.package(manifest, {"deb"})
+        P.package(Manifest.read(manifest), {"deb"})
     assert dist_state(manifest.parent) == ["manifest.json"]
 
 
@@ -276,21 +266,21 @@ def test_a_failing_check_publishes_nothing(real_build, tmp_path, monkeypatch):
 
 def test_layout_check_catches_a_wrong_build_id_and_release(packaged, tmp_path):
     result, _ = packaged
-    payload = P.Payload.from_manifest(result.dist / "manifest.json")
+    payload = Payload.from_manifest(Manifest.read(result.dist / "manifest.json"))
     root = tmp_path / "root"
     for p in by_suffix(result, ".deb").values():
         sh("dpkg", "-x", str(p), str(root))
     debug = f"/usr/lib/debug/boot/vmlinux-{payload.release}"
-    assert "build-id" in P.check_layout(root, payload, debug, ".ko", "dpkg -x")
+    assert "build-id" in layout.check_layout(root, payload, debug, ".ko", "dpkg -x")
     with pytest.raises(CheckFailed, match=r"has build-id \w+, the manifest says 0000"):
-        P.check_layout(root, replace(payload, build_id="00" * 20), debug, ".ko", "dpkg -x")
+        layout.check_layout(root, replace(payload, build_id="00" * 20), debug, ".ko", "dpkg -x")
     (root / f"boot/config-{payload.release}").rename(root / f"boot/config-{payload.release}x")
     with pytest.raises(CheckFailed, match=r"/boot/config-\* is \['.*x'\]"):
-        P.check_layout(root, payload, debug, ".ko", "dpkg -x")
+        layout.check_layout(root, payload, debug, ".ko", "dpkg -x")
 
 
 def test_lintian_fails_on_a_policy_violation(tmp_path):
-    s = P.Stage(tmp_path / "bad")
+    s = PackageTree(tmp_path / "bad")
     s.text("/etc/bad.conf", "x\n")                       # in /etc but not a conffile, no copyright
     (s.root / "DEBIAN").mkdir()
     (s.root / "DEBIAN/control").write_text(

@@ -11,7 +11,6 @@ import pytest
 
 from kbuild.core import fs, tools
 from kbuild.core.errors import BadInput, MissingTool
-from kbuild.core.hashing import file_sha256
 from kbuild.core.manifest import Manifest
 from kbuild.package import deb, layout, render, rpm
 from kbuild.package import stage as P
