@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from kbuild.core import config
 from kbuild.core.errors import BadInput
-from kbuild.core.paths import CONFIGS
+from kbuild.core.paths import CONFIGS, dist_root
 
 from kbuild.core.paths import REPO
 DEFAULT_PROFILE = "minimal"
@@ -94,7 +94,7 @@ class BuildSettings:
     jobs: int = 0  # 0: one per CPU
     ccache: bool = True
     allow_unsafe_release: bool = False
-    dist: Path = REPO / "dist"
+    dist: Path = field(default_factory=dist_root)
 
     @classmethod
     def from_flags(cls, configure: ConfigureSettings, localversion="kdump", build_number=None, jobs=None,
@@ -106,6 +106,6 @@ class BuildSettings:
                 build_number = int(build_number)
             except ValueError:
                 raise BadInput(f"--build-number {build_number!r}: must be a non-negative integer") from None
-        dist = dist or os.environ.get("KBUILD_DIST_DIR") or REPO / "dist"  # env: benchmarks, tests
+        dist = dist or dist_root()  # KBUILD_DIST_DIR: benchmarks, tests
         return cls(configure, localversion if localversion is not None else "kdump", build_number,
                    int(jobs or 0) or (os.cpu_count() or 1), ccache, allow_unsafe_release, Path(dist))

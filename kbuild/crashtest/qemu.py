@@ -102,14 +102,14 @@ def kvm_works(kernel: Path, seconds: float, log: Path) -> tuple[bool, str]:
                 seen.append(line.t)
                 return time.monotonic()  # proven; stop now
             return None
-        run = stream(cmd, deadline=time.monotonic() + seconds, log=log, on_line=banner)
+        trial = stream(cmd, deadline=time.monotonic() + seconds, log=log, on_line=banner)
         if seen:
             verdict = (True, f"a KVM trial boot printed its banner after {seen[0]:.1f}s")
-        elif run.timed_out:
+        elif trial.timed_out:
             verdict = (False, f"a KVM trial boot printed nothing in {seconds:g}s")
         else:
-            verdict = (False, f"a KVM trial boot failed (QEMU exited {run.returncode}: "
-                              f"{run.tail(1)[:160] or 'no output'})")
+            verdict = (False, f"a KVM trial boot failed (QEMU exited {trial.returncode}: "
+                              f"{trial.tail(1)[:160] or 'no output'})")
     _kvm_verdict[key] = verdict
     return verdict
 

@@ -18,7 +18,7 @@ from kbuild.core.manifest import Manifest
 from kbuild.core.sizes import fmt as fmt_size, parse as parse_size
 from kbuild.crashtest.report import PHASES, CrashReport
 from kbuild.crashtest.settings import CrashTestSettings, policy
-from kbuild.crashtest.stage import CrashTestFailed, Prepared, finalize, prepare, relocate, run_once, stage
+from kbuild.crashtest.stage import CrashTestFailed, Prepared, finalize, prepare, relocate, run_once, staging
 
 
 @dataclass
@@ -36,7 +36,7 @@ def find_crashkernel(m: Manifest, settings: CrashTestSettings) -> CrashkernelSiz
     step = parse_size(find.step, "find.step")
     low = parse_size(find.low, "find.low")
     high = settings.crashkernel   # bytes, parsed once with the kernel's grammar
-    staged, final = stage(m)
+    staged, final = staging(m)
     trials: list[dict] = []
     try:
         prep = prepare(m, settings, staged / "work")

@@ -301,7 +301,7 @@ def relocate(report: CrashReport, staged: Path, final: Path) -> None:
         report.vmcore["path"] = fix(report.vmcore["path"])
 
 
-def stage(m: Manifest) -> tuple[Path, Path]:
+def staging(m: Manifest) -> tuple[Path, Path]:
     """A fresh staging folder beside dist/<release>/crash-test, after clearing dead runs' leftovers."""
     final = m.dist / "crash-test"
     fs.remove_leftovers(m.dist)
@@ -322,7 +322,7 @@ def finalize(report: CrashReport, staged: Path, final: Path, keep: bool, origin:
 
 def crash_test(m: Manifest, settings: CrashTestSettings) -> CrashReport:
     """The whole stage; writes dist/<release>/crash-test/. Raises CrashTestFailed on a failed test."""
-    staged, final = stage(m)
+    staged, final = staging(m)
     try:
         prep = prepare(m, settings, staged / "work")
         report, tail = run_once(prep, settings.crashkernel, settings.timeout, staged)
