@@ -1,14 +1,21 @@
-"""invoke tasks: argument parsing and wiring only; the work lives in kbuild/."""
+"""invoke tasks: argument parsing and wiring only; the work lives in kbuild/.
+
+Every flag may also take its default from a `kbuild:` section of invoke's config files
+(invoke.yaml beside this file, ~/.invoke.yaml, `invoke -f FILE`, INVOKE_KBUILD_* variables);
+see kbuild/core/defaults.py and the README.
+"""
+import sys
 from pathlib import Path
 
-from invoke import task
+from invoke import Collection, task
 
 from kbuild.build import release as release_mod
 from kbuild.build import stage as build_mod
 from kbuild.configure import checkconfig
 from kbuild.configure import stage as configure_mod
 from kbuild.core import tools
-from kbuild.core.cli import guarded
+from kbuild.core import defaults
+from kbuild.core.cli import configured, guarded
 from kbuild.core.errors import CheckFailed
 from kbuild.core.manifest import Manifest
 from kbuild.crashtest import sizing as crashsize
@@ -23,6 +30,7 @@ SOURCE_HELP = f"kernel directory or linux-*.tar.xz (default: {DEFAULT_SOURCE})"
 
 @task(help={})
 @guarded
+@configured
 def doctor(c):
     """Check every external tool and build dependency; name the Debian package for each missing one."""
     text, ok = tools.report(tools.survey())
@@ -40,6 +48,7 @@ def doctor(c):
     "json": "print the ledger as JSON instead of a table",
 })
 @guarded
+@configured
 def configure(c, source=None, profile=None, base_config=None, fragment=None, build_dir=None, json=False):
     """Write <build-dir>/.config with the kdump requirements enforced, cross-checked by `make olddefconfig`."""
     settings = ConfigureSettings.from_flags(source, profile, base_config, fragment, build_dir)
@@ -60,6 +69,7 @@ def configure(c, source=None, profile=None, base_config=None, fragment=None, bui
     "json": "print the result as JSON",
 })
 @guarded
+@configured
 def check_config(c, config, source=None, json=False):
     """Check an existing .config against the kdump requirements; exit 1 if any fails."""
     result = checkconfig.check_config(Path(config), locate(source))
@@ -74,6 +84,7 @@ def check_config(c, config, source=None, json=False):
     "other": "a release installed alongside (repeatable): catches suffix and substring clashes",
     "json": "print the findings as JSON"})
 @guarded
+@configured
 def release_check(c, release, other=None, json=False):
     """Lint a release string against every known kdump consumer; exit 1 with the consumer that breaks."""
     report = release_mod.check(release, others=tuple(other or ()))
@@ -100,14 +111,18 @@ def release_check(c, release, other=None, json=False):
     "jobs": "parallel make jobs (default: number of CPUs)",
     "no_ccache": "compile without ccache even when it is installed",
     "allow_unsafe_release": "build a release the linter flags, and record the findings in the manifest",
+    "no_wait": "if another run is building in the same folder, exit 1 at once instead of waiting for it",
 })
 @guarded
+@configured
 def build_kernel(c, source=None, profile=None, base_config=None, fragment=None, build_dir=None,
-                 localversion="kdump", build_number=None, jobs=None, no_ccache=False, allow_unsafe_release=False):
+                 localversion=None, build_number=None, jobs=None, no_ccache=False, allow_unsafe_release=False,
+                 no_wait=False):
     """Configure, compile out of tree, verify the result, and write dist/<release>/manifest.json."""
     settings = BuildSettings.from_flags(
         ConfigureSettings.from_flags(source, profile, base_config, fragment, build_dir),
-        localversion, build_number, jobs, not no_ccache, allow_unsafe_release)
+        localversion, build_number, jobs, not no_ccache, allow_unsafe_release,
+        wait=not no_wait, origins=defaults.filled())
     outcome = build_mod.build_kernel(settings)
     m = outcome.manifest
     state = "up to date" if outcome.up_to_date else f"built in {outcome.seconds:.0f}s"
@@ -120,6 +135,7 @@ def build_kernel(c, source=None, profile=None, base_config=None, fragment=None, 
     "build_dir": "package the newest build made in this folder (default: the newest manifest under dist/)",
 })
 @guarded
+@configured
 def package(c, formats=None, build_dir=None):
     """Build the DEB and RPM sets (kernel, debug vmlinux, kdump config, boot entries) of the last build into dist/<release>/."""
     wanted = package_mod.parse_formats(formats)
@@ -141,6 +157,7 @@ def package(c, formats=None, build_dir=None):
     "find_crashkernel": "bisect the smallest crashkernel= that still yields a verified dump; record it in the manifest",
 })
 @guarded
+@configured
 def crash_test(c, manifest=None, release=None, memory=None, crashkernel=None, kexec=None, timeout=None,
                keep=False, accel=None, kdump_config=None, find_crashkernel=False):
     """Boot the built kernel in QEMU, crash it with sysrq-c, capture the vmcore with kdump and verify it; exit 1 on failure."""
@@ -164,3 +181,8 @@ def crash_test(c, manifest=None, release=None, memory=None, crashkernel=None, ke
     print(f"PASS {report.release}: vmcore {report.vmcore['size'] / 2**20:.1f} MiB "
           f"({100 * report.vmcore['ram_share']:.2f}% of RAM), verified {t['boot_to_verified']:.1f}s "
           f"after QEMU started ({report.accel}); report: {report.files['report.json']}")
+
+
+# The collection declares the `kbuild:` keys, so that invoke also reads INVOKE_KBUILD_* variables.
+ns = Collection.from_module(sys.modules[__name__])
+ns.configure(defaults.placeholders())
