@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from kbuild.package import bootcfg as B
 from kbuild.core.errors import BadInput, CheckFailed
 
+pytestmark = pytest.mark.host_tools   # runs programs `make setup` installs (make unit does)
+
 M, G = 1 << 20, 1 << 30
 
 

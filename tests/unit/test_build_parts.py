@@ -12,6 +12,8 @@ from kbuild.core.settings import BuildSettings, ConfigureSettings
 from kbuild.core.source import KernelVersion
 from tests.conftest import make_tree
 
+pytestmark = pytest.mark.host_tools   # runs programs `make setup` installs (make unit does)
+
 
 def fake_bzimage(path, version_text: str, ptr=0x3000):
     data = bytearray(0x4000)
