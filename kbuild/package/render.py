@@ -30,8 +30,9 @@ import jinja2
 from kbuild.core.errors import BadInput
 from kbuild.core.paths import PACKAGING
 
-# First match wins. Imported helpers (meta.j2) print nothing themselves.
+# First match wins; every file under packaging/ must match one (tests/unit/test_render_rules.py).
 FORMAT_OF = (
+    ("meta.j2", "text"),                    # imported for its variables; prints nothing
     ("rpm/kernel.spec.j2", "rpm-spec"),
     ("rpm/config-README.j2", "text"),
     ("rpm/rpmlintrc.j2", "text"),
