@@ -17,7 +17,7 @@ from kbuild.core.sizes import fmt
 from kbuild.package.render import render
 from kbuild.core.proc import run
 from kbuild.core.paths import CONFIGS
-from kbuild.package.kdumpcfg import kernel_tokens, printable
+from kbuild.package.kdumpcfg import kernel_tokens, load_strict, printable
 
 SMALLEST_WORKING = 96 << 20   # facts.md section 7: the smallest reservation that captured a dump
 # Upper bounds, so that a typo (1E for 1G) is refused instead of shipped: distro defaults reserve
@@ -246,7 +246,7 @@ class BootEntries:
 
 
 def load(path: Path | None = None) -> BootSettings:
-    return config.load(BootSettings, Path(path or CONFIGS / "boot.toml"))
+    return load_strict(BootSettings, Path(path or CONFIGS / "boot.toml"))
 
 
 def grub_conf(e: BootEntries) -> str:

@@ -147,7 +147,7 @@ def load(path: Path | None = None, **overrides) -> KdumpSettings:
     """Read and validate the model (strict loader: unknown keys, wrong types and values outside
     their grammar are exit 2 naming the file and key); overrides are validated the same way."""
     path = Path(path or CONFIGS / "kdump.toml")
-    settings = config.load(KdumpSettings, path)
+    settings = load_strict(KdumpSettings, path)
     changes = {k: v for k, v in overrides.items() if v is not None}
     if not changes:
         return settings
@@ -155,6 +155,18 @@ def load(path: Path | None = None, **overrides) -> KdumpSettings:
         return replace(settings, **changes)
     except BadInput as e:
         raise config.ConfigError(f"{path} (with overrides): {e}") from None
+
+
+def load_strict(cls, path: Path):
+    """config.load, with any control character left in the message (a key name, the file name)
+    escaped the way repr() does, so the error stays one readable line."""
+    try:
+        return config.load(cls, path)
+    except config.ConfigError as e:
+        text = str(e)
+        if all(c.isprintable() for c in text):
+            raise
+        raise config.ConfigError("".join(c if c.isprintable() else repr(c)[1:-1] for c in text)) from None
 
 
 def lint(s: KdumpSettings, cpu_limit_arg: str = NR_CPUS,

@@ -175,6 +175,17 @@ def test_boot_corpus(key, value, expected, tmp_path, marker, payload):
     assert not marker.exists(), "the canary ran"
 
 
+@pytest.mark.parametrize("text", ['"path\\r\\n" = "/var/crash"\n', '[legacy]\n"root\\u0000" = "(hd0,0)"\n'])
+def test_hostile_key_names_give_one_line(text, tmp_path):
+    for loader, base in ((kdumpcfg.load, kdump_toml(tmp_path / "k.toml")),
+                         (bootcfg.load, boot_toml(tmp_path / "b.toml"))):
+        base.write_text(base.read_text() + text)
+        with pytest.raises(BadInput) as e:
+            loader(base)
+        assert_refused(e.value)
+        assert "unknown key" in str(e.value) or "not valid TOML" in str(e.value), str(e.value)
+
+
 @pytest.mark.parametrize("where, value", MANIFEST_CORPUS, ids=lambda v: repr(v)[:40])
 def test_manifest_corpus(where, value, tmp_path, marker, fake_manifest):
     path = fake_manifest(tmp_path / "build")
