@@ -7,6 +7,7 @@ Why the configuration package never ships /etc/kdump.conf: docs/packaging.md.
 from __future__ import annotations
 
 import re
+import shlex
 import time
 from pathlib import Path
 
@@ -61,7 +62,9 @@ def build(p: Payload, kdump: kdumpcfg.KdumpSettings, boot: BootEntries, work: Pa
 def spec_file(p: Payload, ctx: dict, payload: Path, build_id_links: list[str]) -> str:
     """The spec: rpm/kernel.spec.j2 under the rpm-spec rule, scriptlets as escaped spec text."""
     scripts = {name.replace(".", "_"): scriptlet(name, ctx) for name in SCRIPTLETS}
-    return render("rpm/kernel.spec.j2", payload=payload, build_id_links=build_id_links,
+    # %install is shell: the staging folder as one quoted shell word, then as spec text.
+    return render("rpm/kernel.spec.j2", payload=spec_text(shlex.quote(str(payload))),
+                  build_id_links=build_id_links,
                   scripts=scripts, date=_date(p.epoch), **ctx)
 
 

@@ -376,3 +376,19 @@ def test_invoke_package_ships_unusual_but_legal_settings_literally(built_manifes
     assert tools[0] == values["path"] and tools[3:] == values["core_collector"].split(" ")[1:]
     assert "irqpoll nr_cpus=1 reset_devices panic=10 " in tools[2]
     assert not marker.exists()
+
+
+def test_real_rpmbuild_keeps_forced_macro_text_literal(built_manifest, tmp_path, marker):
+    """Past the boundary (a title forced into the entries), real rpmbuild still runs nothing: the
+    scriptlet carries the macro text literally, as the shell word it was quoted into."""
+    from kbuild.package import rpm
+    p = Payload.from_manifest(Manifest.read(fresh_dist(built_manifest, tmp_path)))
+    e = bootcfg.BootEntries.for_release(p.release, "256M")
+    evil = f"Linux %(touch {marker})"      # passes the BLS and GRUB word rules, not the boundary
+    object.__setattr__(e, "title", evil)
+    rpms = rpm.build(p, kdumpcfg.load(), e, tmp_path / "rpm")
+    kernel = next(r for r in rpms if r.name.startswith("kernel-kdump-pipeline-6"))
+    scripts = subprocess.run(["rpm", "-qp", "--scripts", str(kernel)], capture_output=True, text=True,
+                             check=True).stdout
+    assert f"--title={sh(evil)}" in scripts
+    assert not marker.exists()
