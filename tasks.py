@@ -21,6 +21,7 @@ from kbuild.core.manifest import Manifest
 from kbuild.crashtest import sizing as crashsize
 from kbuild.crashtest import stage as crashtest
 from kbuild.crashtest.report import PHASES
+from kbuild.package import kdumpcfg
 from kbuild.package import stage as package_mod
 from kbuild.core.settings import BuildSettings, ConfigureSettings, profile_names
 from kbuild.core.source import DEFAULT_SOURCE, locate
@@ -133,13 +134,15 @@ def build_kernel(c, source=None, profile=None, base_config=None, fragment=None, 
 @task(help={
     "formats": "package families to build, comma-separated: deb, rpm (default: deb,rpm)",
     "build_dir": "package the newest build made in this folder (default: the newest manifest under dist/)",
+    "kdump_config": "kdump settings file to use instead of configs/kdump.toml (path, core_collector, failure_action, ...)",
 })
 @guarded
 @configured
-def package(c, formats=None, build_dir=None):
+def package(c, formats=None, build_dir=None, kdump_config=None):
     """Build the DEB and RPM sets (kernel, debug vmlinux, kdump config, boot entries) of the last build into dist/<release>/."""
     wanted = package_mod.parse_formats(formats)
-    result = package_mod.package(Manifest.find(build_dir=build_dir), wanted)
+    kdump = kdumpcfg.load(Path(kdump_config)) if kdump_config else None
+    result = package_mod.package(Manifest.find(build_dir=build_dir), wanted, kdump)
     print(result.lines())
     print(f"{result.release}: {len(result.packages)} packages in {result.dist} ({result.seconds:.0f}s)")
 

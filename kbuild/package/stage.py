@@ -52,7 +52,8 @@ def parse_formats(text: str | None) -> set[str]:
 
 
 def package(manifest: Manifest, formats: set[str] | None = None,
-            kdump: kdumpcfg.KdumpSettings | None = None, *, checks: bool = True) -> PackageResult:
+            kdump: kdumpcfg.KdumpSettings | None = None, *, checks: bool = True,
+            boot_config: Path | None = None) -> PackageResult:
     """Build, check and publish the DEB and/or RPM set for the build `manifest` records."""
     started = time.monotonic()
     formats = set(formats or FORMATS)
@@ -65,7 +66,7 @@ def package(manifest: Manifest, formats: set[str] | None = None,
     builders = [m for name, m in (("deb", deb), ("rpm", rpm)) if name in formats]
     work = Path(tempfile.mkdtemp(prefix=f"kdump-package-{payload.release}-"))
     try:
-        entries = bootcfg.BootEntries.for_release(payload.release, kdump.crashkernel)
+        entries = bootcfg.BootEntries.for_release(payload.release, kdump.crashkernel, boot_config)
         boot_files = bootcfg.write(entries, work / "boot")
         done = [f"boot entries: {bootcfg.validate(entries, work / 'boot-check')}"]
 
