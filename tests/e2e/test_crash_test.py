@@ -154,10 +154,25 @@ def test_kernel_without_crash_dump_is_refused_before_booting(pipeline, tmp_path)
     assert not (copy.parent / "crash-test").exists() and not list(copy.parent.glob(".crash-test.*"))
 
 
+def kdump_with(tmp_path, collector: str) -> Path:
+    kdump = tmp_path / "kdump.toml"
+    kdump.write_text("\n".join(f'core_collector = "{collector}"' if ln.startswith("core_collector") else ln
+                               for ln in (REPO / "configs" / "kdump.toml").read_text().splitlines()))
+    return kdump
+
+
+def test_a_collector_makedumpfile_would_refuse_is_refused_before_booting(pipeline, tmp_path):
+    _, manifest, _ = pipeline
+    proc = invoke("crash-test", "--manifest", str(manifest_copy(tmp_path, manifest)),
+                  "--kdump-config", str(kdump_with(tmp_path, "makedumpfile -c -d 99")))
+    assert proc.returncode == 2 and "dump level -d 99 is outside 0-31" in one_error_line(proc)
+
+
 def test_failing_collector_is_a_clear_failure(pipeline, tmp_path):
     _, manifest, _ = pipeline
     kdump = tmp_path / "kdump.toml"
-    collector = "makedumpfile -c --message-level 1 -d 99"  # 99: not a dump level, makedumpfile exits 1
+    # valid options, but the file -x names is not in the capture initramfs: makedumpfile exits 1
+    collector = "makedumpfile -c --message-level 1 -d 31 -x /no/such/vmlinux"
     kdump.write_text("\n".join(f'core_collector = "{collector}"' if ln.startswith("core_collector") else ln
                                for ln in (REPO / "configs" / "kdump.toml").read_text().splitlines()))
     copy = manifest_copy(tmp_path, manifest)
