@@ -135,14 +135,15 @@ def build_kernel(c, source=None, profile=None, base_config=None, fragment=None, 
     "formats": "package families to build, comma-separated: deb, rpm (default: deb,rpm)",
     "build_dir": "package the newest build made in this folder (default: the newest manifest under dist/)",
     "kdump_config": "kdump settings file to use instead of configs/kdump.toml (path, core_collector, failure_action, ...)",
+    "no_wait": "if another run is packaging or testing the same release, exit 1 at once instead of waiting",
 })
 @guarded
 @configured
-def package(c, formats=None, build_dir=None, kdump_config=None):
+def package(c, formats=None, build_dir=None, kdump_config=None, no_wait=False):
     """Build the DEB and RPM sets (kernel, debug vmlinux, kdump config, boot entries) of the last build into dist/<release>/."""
     wanted = package_mod.parse_formats(formats)
     kdump = kdumpcfg.load(Path(kdump_config)) if kdump_config else None
-    result = package_mod.package(Manifest.find(build_dir=build_dir), wanted, kdump)
+    result = package_mod.package(Manifest.find(build_dir=build_dir), wanted, kdump, wait=not no_wait)
     print(result.lines())
     print(f"{result.release}: {len(result.packages)} packages in {result.dist} ({result.seconds:.0f}s)")
 

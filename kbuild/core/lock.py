@@ -1,4 +1,6 @@
-"""One writer per folder: an flock on `<folder>/.kbuild.lock`, with who holds it written inside.
+"""One writer per folder: an flock on `.<folder>.lock` beside it, with who holds it written inside.
+
+Beside, not inside: a dist/<release>/ folder holds exactly what a stage published.
 
 The kernel releases an flock when its holder dies, however it dies, so a stale lock never
 blocks. A second run waits and says for whom (pid, task, start time); with wait=False it
@@ -17,7 +19,6 @@ from typing import Iterator
 
 from kbuild.core.errors import CheckFailed
 
-LOCK_NAME = ".kbuild.lock"
 
 
 class Busy(CheckFailed):
@@ -35,8 +36,9 @@ def _holder(fd: int) -> str:
 @contextlib.contextmanager
 def exclusive(folder: Path, task: str, wait: bool = True) -> Iterator[None]:
     """Hold `folder` for this run; see the module docstring."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    folder = Path(folder).resolve()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder.parent / f".{folder.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
