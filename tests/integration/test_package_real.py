@@ -119,12 +119,13 @@ def test_deb_metadata_scripts_and_kdump_settings(packaged, tmp_path):
     assert "conf=/etc/default/kdump-tools\n" in postinst
     assert 'ucf --debconf-ok /usr/share/kdump-tools/kdump-tools.conf "$conf"' in postinst
     sh("dpkg-deb", "-x", str(config), str(tmp_path / "root"))
-    template = (tmp_path / "root/usr/share/kdump-tools/kdump-tools.conf").read_text()
     cpu = data["release"]["cpu_limit_arg"]
-    for line in ('KDUMP_COREDIR="/var/crash"', 'MAKEDUMP_ARGS="-c --message-level 1 -d 31"',
-                 'KDUMP_FAIL_CMD="reboot -f"',
-                 f'KDUMP_CMDLINE_APPEND="irqpoll {cpu} reset_devices systemd.unit=kdump-tools-dump.service"'):
-        assert line in template.splitlines()
+    sourced = sh("sh", "-c", '. "$1"; printf "%s\\n" "$KDUMP_COREDIR" "$MAKEDUMP_ARGS" "$KDUMP_FAIL_CMD" '
+                 '"$KDUMP_CMDLINE_APPEND"', "sh", str(tmp_path / "root/usr/share/kdump-tools/kdump-tools.conf"))
+    coredir, args, fail, append = sourced.splitlines()
+    assert (coredir, args, fail) == ("/var/crash", "-c --message-level 1 -d 31", "reboot -f")
+    assert append.split()[:3] == ["irqpoll", cpu, "reset_devices"]
+    assert "systemd.unit=kdump-tools-dump.service" in append.split()
     dropin = (tmp_path / "root/etc/default/grub.d/zz-kdump-pipeline.cfg").read_text()
     assert dropin == (result.dist / "boot/grub.d/zz-kdump-pipeline.cfg").read_text()
     listing = sh("dpkg-deb", "-c", str(dbg))
@@ -252,7 +253,7 @@ def test_an_artifact_changed_since_the_build_is_refused(real_build, tmp_path):
     manifest = snapshot(real_build, tmp_path / "copy")
     system_map = tmp_path / "copy" / "artifacts" / "System.map"
     system_map.write_bytes(system_map.read_bytes() + b"\n")
-    with pytest.raises(BadInput, match="System.map: changed or missing since"):
+    with pytest.raises(BadInput, match="System.map: System.map changed or vanished since"):
         P.package(Manifest.read(manifest), {"rpm"})
     assert dist_state(manifest.parent) == ["manifest.json"]
 
@@ -490,4 +491,5 @@ def test_whatever_we_accept_the_kernel_parses_the_same(kernel_parser):
         accepted += 1
         for ram, (rc, size, base) in zip(RAMS, kernel):
             assert (None if rc else (size, base)) == reservation(ck, ram), (v, ram, rc, size, base)
-    assert accepted > 300 and refused_by_both > 300, (accepted, refused_by_both)
+    # above 64G per reservation our grammar refuses on purpose, so somewhat fewer are accepted
+    assert accepted > 250 and refused_by_both > 300, (accepted, refused_by_both)
