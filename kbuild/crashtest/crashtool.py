@@ -135,7 +135,8 @@ def check(vmlinux: Path, vmcore: Path, want: CrashExpect, out: Path, log: Path |
     result.files["output"] = str(out / "crash-output.txt")
     result.seconds = round(time.monotonic() - t, 3)
     if too_old:
-        first = next((ln.strip() for ln in said.splitlines() if ln.strip().startswith("crash:")), "")
+        lines = [ln.strip() for ln in said.splitlines() if ln.strip() and not ln.startswith("$ ")]
+        first = next((ln for ln in lines if ln.startswith("crash:")), lines[0] if lines else "")
         result.status = "skip"
         result.reason = too_old + (f"; it says: {first}" if first else "")
         return result

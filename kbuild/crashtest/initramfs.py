@@ -85,7 +85,13 @@ arg() { sed -n "s/.*crashtest\.$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
 fire_trigger() {
     trigger=$(arg trigger); fire=$(arg fire); settle=$(arg settle)
     cpu=$(( $(nproc) - 1 ))
-    say "cpus online=$(nproc)"
+    # The boot's own switch from tsc-early to the refined tsc (about 1 s after boot) runs
+    # stop_machine, which needs every CPU: a trigger that holds a CPU (a soft lockup) would make
+    # the waiting CPU report the lockup instead. Let it finish first (at most 5 s).
+    n=0
+    cs=/sys/devices/system/clocksource/clocksource0/current_clocksource
+    while [ "$(cat $cs 2> /dev/null)" = tsc-early ] && [ $n -lt 50 ]; do usleep 100000; n=$((n + 1)); done
+    say "cpus online=$(nproc) clocksource=$(cat $cs 2> /dev/null)"
     for s in $(arg sysctl | tr , ' '); do
         sysctl -w "$s" > /dev/null || { say "FAIL cannot set sysctl $s"; reboot -f; }
     done
