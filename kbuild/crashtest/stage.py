@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kbuild.build.verify import elf_build_id
@@ -286,16 +286,15 @@ def check_vmcore(target: Path, want: Expected, out: Path,
     fn = want.trigger.stack
     checks.append(Check("crash-stack", fn in view.stack, f"{fn} on the crashed task's stack",
                         f"{view.task} (pid {view.pid}): " + " <- ".join(view.stack[:12])))
-    checks += cpu_checks(cpumod.survey(view.program), dump, want, info)
-    return checks, info, task, info.pop("cpu_survey")
+    survey = cpumod.survey(view.program)
+    checks += cpu_checks(survey, dump, want)
+    return checks, info, task, asdict(survey)
 
 
-def cpu_checks(survey: cpumod.CpuSurvey, dump: vmcore.DumpFile, want: Expected, info: dict) -> list[Check]:
+def cpu_checks(survey: cpumod.CpuSurvey, dump: vmcore.DumpFile, want: Expected) -> list[Check]:
     """The crashing CPU, a register set per CPU, and every other CPU stopped by kdump's NMI."""
     stop = policy().stop.function
     crashed = survey.crashed_cpu
-    info["cpu_survey"] = {"crashed_cpu": crashed, "online": survey.online, "error": survey.error,
-                          "cpus": [vars(c) for c in survey.cpus]}
     want_cpu = "any CPU" if want.pinned_cpu is None else f"CPU {want.pinned_cpu} (the pinned one)"
     cpu_ok = crashed is not None and (crashed == want.pinned_cpu if want.pinned_cpu is not None
                                       else 0 <= crashed < want.cpus)

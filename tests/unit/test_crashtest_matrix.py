@@ -94,7 +94,7 @@ SH = CpuState(1, "sh", 48, ["panic", "sysrq_handle_crash"])
 
 
 def failing(survey, dump, want):
-    return sorted(c.name for c in crashtest.cpu_checks(survey, dump, want, {}) if not c.ok)
+    return sorted(c.name for c in crashtest.cpu_checks(survey, dump, want) if not c.ok)
 
 
 def test_cpu_verdict_from_the_dump():
