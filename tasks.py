@@ -20,7 +20,6 @@ from kbuild.core.errors import CheckFailed
 from kbuild.core.manifest import Manifest
 from kbuild.crashtest import sizing as crashsize
 from kbuild.crashtest import stage as crashtest
-from kbuild.crashtest.report import PHASES
 from kbuild.package import kdumpcfg
 from kbuild.package import stage as package_mod
 from kbuild.core.settings import BuildSettings, ConfigureSettings, profile_names
@@ -159,32 +158,39 @@ def package(c, formats=None, build_dir=None, kdump_config=None, no_wait=False):
     "accel": "auto (KVM if a short trial boot works, else TCG; default), kvm or tcg",
     "kdump_config": "kdump settings file to use instead of configs/kdump.toml (path, core_collector, failure_action, ...)",
     "find_crashkernel": "bisect the smallest crashkernel= that still yields a verified dump; record it in the manifest",
+    "cpus": "vCPUs of the guest, 2 or more (default in configs/crashtest.toml: 2); pinned triggers run on the last",
+    "trigger": "crash path: sysrq (default), panic, bug, exception, softlockup, nmi, warning, "
+               "a comma-separated list, or all (the whole matrix in one call, one report)",
 })
 @guarded
 @configured
 def crash_test(c, manifest=None, release=None, memory=None, crashkernel=None, kexec=None, timeout=None,
-               keep=False, accel=None, kdump_config=None, find_crashkernel=False):
-    """Boot the built kernel in QEMU, crash it with sysrq-c, capture the vmcore with kdump and verify it; exit 1 on failure."""
-    settings = crashtest.CrashTestSettings.from_flags(memory, crashkernel, kexec, timeout, accel, keep, kdump_config)
+               keep=False, accel=None, kdump_config=None, find_crashkernel=False, cpus=None, trigger=None):
+    """Boot the built kernel in QEMU on N vCPUs, crash it (sysrq, LKDTM or NMI), capture the vmcore with kdump and verify it; exit 1 on failure."""
+    settings = crashtest.CrashTestSettings.from_flags(memory, crashkernel, kexec, timeout, accel, keep, kdump_config,
+                                                      cpus, trigger)
     found = Manifest.find(path=manifest, release=release)
     try:
         if find_crashkernel:
             sizing = crashsize.find_crashkernel(found, settings)
             for t in sizing.trials:
                 print(f"  crashkernel={t['crashkernel']:>6}  {'ok  ' if t['ok'] else 'FAIL'}  {t['message']}")
-            print(f"smallest working crashkernel={sizing.minimum}; recommended crashkernel={sizing.recommended}"
-                  f"{'; ' + sizing.note if sizing.note else ''} (recorded in {found.path})")
-            report = sizing.report
+            print(f"smallest working crashkernel={sizing.minimum} with {settings.cpus} vCPUs; recommended "
+                  f"crashkernel={sizing.recommended}{'; ' + sizing.note if sizing.note else ''} (recorded in {found.path})")
+            runs, where = [sizing.report], sizing.report.files["report.json"]
         else:
-            report = crashtest.crash_test(found, settings)
+            matrix = crashtest.crash_test(found, settings)
+            runs, where = matrix.runs, matrix.files["report.json"]
     except crashtest.CrashTestFailed as e:
         print(f"last serial lines:\n{e.tail}\nreport: {e.report.files.get('report.json')}")
         raise
-    t = report.timings
-    print("  ".join(f"{p} {t[p]:.1f}s" for p in PHASES if p in t))
-    print(f"PASS {report.release}: vmcore {report.vmcore['size'] / 2**20:.1f} MiB "
-          f"({100 * report.vmcore['ram_share']:.2f}% of RAM), verified {t['boot_to_verified']:.1f}s "
-          f"after QEMU started ({report.accel}); report: {report.files['report.json']}")
+    for r in runs:
+        t = r.timings
+        tool = r.crash_tool.get("status", "not run")
+        print(f"PASS {r.trigger:<10} {r.release}: crashed on CPU {r.crashed_cpu} of {r.cpus}, others stopped; "
+              f"vmcore {r.vmcore['size'] / 2**20:.1f} MiB, verified {t['boot_to_verified']:.1f}s after QEMU "
+              f"started ({r.accel}); crash: {tool}" + (f" ({r.crash_tool['reason']})" if tool == "skip" else ""))
+    print(f"report: {where}")
 
 
 # The collection declares the `kbuild:` keys, so that invoke also reads INVOKE_KBUILD_* variables.

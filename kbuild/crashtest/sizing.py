@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kbuild.core.errors import CheckFailed
+from kbuild.core.errors import BadInput, CheckFailed
 from kbuild.core.manifest import Manifest
 from kbuild.core.sizes import fmt as fmt_size, parse as parse_size
 from kbuild.crashtest.report import PHASES, CrashReport
@@ -36,6 +36,8 @@ def find_crashkernel(m: Manifest, settings: CrashTestSettings) -> CrashkernelSiz
     step = parse_size(find.step, "find.step")
     low = parse_size(find.low, "find.low")
     high = settings.crashkernel   # bytes, parsed once with the kernel's grammar
+    if len(settings.triggers) != 1:
+        raise BadInput("--find-crashkernel measures one trigger; give --trigger NAME, not a list or all")
     staged, final = staging(m)
     trials: list[dict] = []
     try:
@@ -44,7 +46,7 @@ def find_crashkernel(m: Manifest, settings: CrashTestSettings) -> CrashkernelSiz
 
         def trial(size: int, timeout: float) -> bool:
             out = staged / "trials" / f"crashkernel-{fmt_size(size)}"
-            report, tail = run_once(prep, size, timeout, out)
+            report, tail = run_once(prep, settings.triggers[0], size, timeout, out)
             results[size] = (report, tail, out)
             trials.append({"crashkernel": fmt_size(size), "ok": report.ok,
                            "phase": report.failure.phase if report.failure else None,
@@ -99,6 +101,7 @@ def _record(m: Manifest, prep: Prepared, sizing: CrashkernelSizing) -> None:
     now.updated(crashkernel={
         "minimum": sizing.minimum, "recommended": sizing.recommended,
         "memory": fmt_size(prep.settings.memory), "kexec": prep.settings.kexec, "accel": prep.accel,
+        "cpus": prep.settings.cpus, "trigger": prep.settings.triggers[0].name,
         "core_collector": prep.settings.kdump.core_collector,
         "initramfs": {"size": prep.image.size, "sha256": prep.image.sha256},
         "step": policy().find.step, "trials": sizing.trials, "note": sizing.note,
