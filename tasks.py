@@ -14,6 +14,9 @@ from kbuild.core.manifest import Manifest
 from kbuild.crashtest import sizing as crashsize
 from kbuild.crashtest import stage as crashtest
 from kbuild.crashtest.report import PHASES
+from kbuild.installtest import stage as installtest
+from kbuild.installtest.settings import InstallTestSettings
+from kbuild.installtest.watch import PHASES as INSTALL_PHASES
 from kbuild.package import stage as package_mod
 from kbuild.core.settings import BuildSettings, ConfigureSettings, profile_names
 from kbuild.core.source import DEFAULT_SOURCE, locate
@@ -164,3 +167,31 @@ def crash_test(c, manifest=None, release=None, memory=None, crashkernel=None, ke
     print(f"PASS {report.release}: vmcore {report.vmcore['size'] / 2**20:.1f} MiB "
           f"({100 * report.vmcore['ram_share']:.2f}% of RAM), verified {t['boot_to_verified']:.1f}s "
           f"after QEMU started ({report.accel}); report: {report.files['report.json']}")
+
+
+@task(help={
+    "release": "test dist/<release>/ (manifest and .deb set), e.g. 6.1.192-server.kdump (default: the newest build)",
+    "crashkernel": "edit our GRUB drop-in to this reservation first, as an admin would, e.g. 40M (default: its own)",
+    "find_crashkernel": "bisect the smallest reservation with which kdump-tools' real initrd saves a dump; record it in the manifest",
+    "accel": "auto (KVM if a short trial boot works, else TCG; default), kvm or tcg",
+    "timeout": "seconds the VM may run in all (default in configs/installtest.toml: 900)",
+    "keep": "also keep the disk image and the kernel and initrd that booted, in dist/<release>/install-test/work/",
+})
+@guarded
+def install_test(c, release=None, crashkernel=None, find_crashkernel=False, accel=None, timeout=None, keep=False):
+    """Install our .deb set into a Debian 12 root, boot it, crash it; Debian's kdump-tools must save a dump we verify."""
+    settings = InstallTestSettings.from_flags(release, accel, timeout, keep, crashkernel, find_crashkernel)
+    found = Manifest.find(release=release)
+    try:
+        report = installtest.install_test(found, settings)
+    except installtest.InstallTestFailed as e:
+        print("last serial lines:\n" + "\n".join(e.report.serial_tail))
+        print(f"outcome: {e.report.outcome}; report: {e.report.files.get('report.json')}")
+        raise
+    t = report.timings
+    print("  ".join(f"{p} {t[p]:.1f}s" for p in INSTALL_PHASES if p in t))
+    for name, why in report.skipped.items():
+        print(f"SKIP {name}: {why}")
+    print(f"PASS {report.release}: {report.outcome} by kdump-tools ({report.vmcore.get('flattened_bytes', 0) / 2**20:.1f} MiB "
+          f"flattened), {len(report.checks)} checks, crashkernel={report.crashkernel} ({report.accel}); "
+          f"report: {report.files['report.json']}")
