@@ -187,8 +187,8 @@ def finalize(report: InstallReport, staged: Path, final: Path, keep: bool) -> No
 def prepare(m: Manifest, log: Path) -> rootfs.RootTarball:
     tools.require("install-test")
     verify.require_drgn()
-    install.deb_set(m)
     fitness(m)
+    install.deb_set(m)
     return rootfs.ensure(policy().rootfs, log)
 
 

@@ -123,7 +123,7 @@ def test_deb_metadata_scripts_and_kdump_settings(packaged, tmp_path):
     cpu = data["release"]["cpu_limit_arg"]
     for line in ('KDUMP_COREDIR="/var/crash"', 'MAKEDUMP_ARGS="-c --message-level 1 -d 31"',
                  'KDUMP_FAIL_CMD="reboot -f"',
-                 f'KDUMP_CMDLINE_APPEND="irqpoll {cpu} reset_devices systemd.unit=kdump-tools-dump.service"'):
+                 f'KDUMP_CMDLINE_APPEND="irqpoll {cpu} reset_devices panic=10 systemd.unit=kdump-tools-dump.service"'):
         assert line in template.splitlines()
     dropin = (tmp_path / "root/etc/default/grub.d/zz-kdump-pipeline.cfg").read_text()
     assert dropin == (result.dist / "boot/grub.d/zz-kdump-pipeline.cfg").read_text()
