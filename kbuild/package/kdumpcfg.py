@@ -137,8 +137,8 @@ def lint(s: KdumpSettings, cpu_limit_arg: str = "nr_cpus=1",
     if "{cpu_limit}" not in s.cmdline_append and cpu_limit_arg not in s.cmdline_append.split():
         errors.append(f"cmdline_append {s.cmdline_append!r} has no {{cpu_limit}}: the capture "
                       f"kernel would boot every CPU (the release policy says {cpu_limit_arg})")
-    if not any(int(v) > 0 for v in re.findall(r"(?:^|\s)panic=(-?\d+)(?=\s|$)", s.cmdline_append)):
-        warnings.append(f"cmdline_append {s.cmdline_append!r} has no panic=<seconds>: a capture kernel "
+    if not any(int(v) != 0 for v in re.findall(r"(?:^|\s)panic=(-?\d+)(?=\s|$)", s.cmdline_append)):
+        warnings.append(f"cmdline_append {s.cmdline_append!r} has no panic=<seconds> (non-zero): a capture kernel "
                         "that fails (out of memory) hangs for good instead of rebooting")
     return KdumpLint(tuple(errors), tuple(warnings))
 
