@@ -66,6 +66,10 @@ def deb_set(m: Manifest) -> tuple[Path, ...]:
     return paths
 
 
+def package_names(release: str) -> tuple[str, ...]:
+    return (CONFIG_PACKAGE, f"linux-image-{release}-dbg", f"linux-image-{release}")
+
+
 def site_files(root: Path, site: Site, uuid: str) -> None:
     """/etc/default/grub and /etc/fstab as the machine's admin would have them."""
     (root / "etc/default/grub").write_text(render("installtest/default-grub.j2",

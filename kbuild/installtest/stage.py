@@ -20,7 +20,7 @@ from kbuild.core.kconfigfile import read_values
 from kbuild.core.manifest import Manifest
 from kbuild.crashtest import qemu
 from kbuild.crashtest.report import Check, Failure
-from kbuild.installtest import cmdline as grub, disk, guest, install, kdumpinitrd, rootfs, verify, vm
+from kbuild.installtest import cmdline as grub, disk, guest, install, kdumpinitrd, purge, rootfs, verify, vm
 from kbuild.installtest.report import InstallReport
 from kbuild.installtest.settings import InstallTestSettings, policy
 from kbuild.installtest.watch import Watch, diagnose
@@ -162,6 +162,9 @@ def run_once(m: Manifest, s: InstallTestSettings, crashkernel: str, staged: Path
     report.vmcore, report.crashed_task = checked.vmcore, checked.crashed_task
     report.files.update(checked.files)
     report.timings["verify"] = round(time.monotonic() - t, 3)
+    purged = purge.purge_proof(tarball, done.debs, install.package_names(rel), work, log)
+    report.checks += purged.checks
+    report.timings["purge"] = purged.seconds
     return report
 
 

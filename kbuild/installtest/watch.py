@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from kbuild.crashtest.qemu import ConsoleLine
 from kbuild.installtest.guest import MARK
 
-PHASES = ("rootfs", "install", "first_boot", "kdump_ready", "crash", "capture", "second_boot", "verify")
+PHASES = ("rootfs", "install", "first_boot", "kdump_ready", "crash", "capture", "second_boot", "verify", "purge")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _MARK = re.compile(re.escape(MARK) + r" (\S+) ?(.*)")
 _DEAD = re.compile(r"Kernel panic - not syncing|PANIC: early exception")

@@ -23,7 +23,7 @@ LOCALVERSION = "server.kdump"
 TOO_SMALL = "40M"     # the server kernel's capture boot runs out of memory at 0.5 s (56M works)
 CHECKS = ["kdump-settings", "kdump-hook-called", "crashkernel-from-dropin", "dump-saved", "makedump-args",
           "dump-format", "dump-rebuilt", "dmesg-nonce", "dmesg-sysrq", "kdump-dmesg", "osrelease", "build-id",
-          "drgn-opens", "drgn-stack", "crash-bt"]
+          "drgn-opens", "drgn-stack", "crash-bt", "purge-leaves-nothing", "purge-restores-kdump-tools"]
 
 
 def invoke(*args, env=None):
@@ -77,8 +77,9 @@ def test_report_files_and_junit(passed):
     assert not (folder / "work").exists(), "the disk image is only kept with --keep"
     assert Path(report["files"]["dump"]).read_bytes()[:13] == b"makedumpfile\0"
     suite = ET.parse(folder / "junit.xml").getroot()
-    assert suite.get("failures") == "0" and int(suite.get("tests")) == 8 + len(CHECKS)
-    for phase in ("rootfs", "install", "first_boot", "kdump_ready", "crash", "capture", "second_boot", "verify"):
+    assert suite.get("failures") == "0" and int(suite.get("tests")) == 9 + len(CHECKS)
+    for phase in ("rootfs", "install", "first_boot", "kdump_ready", "crash", "capture", "second_boot", "verify",
+                  "purge"):
         assert report["timings"][phase] >= 0
     assert report["kdump_initrd"]["reused"] or report["kdump_initrd"]["saved"]
 
