@@ -176,11 +176,13 @@ def crash_test(c, manifest=None, release=None, memory=None, crashkernel=None, ke
     "accel": "auto (KVM if a short trial boot works, else TCG; default), kvm or tcg",
     "timeout": "seconds the VM may run in all (default in configs/installtest.toml: 900)",
     "keep": "also keep the disk image and the kernel and initrd that booted, in dist/<release>/install-test/work/",
+    "alongside": "also install this release's image and dbg packages; the guest removes them before the crash",
 })
 @guarded
-def install_test(c, release=None, crashkernel=None, find_crashkernel=False, accel=None, timeout=None, keep=False):
+def install_test(c, release=None, crashkernel=None, find_crashkernel=False, accel=None, timeout=None, keep=False,
+                 alongside=None):
     """Install our .deb set into a Debian 12 root, boot it, crash it; Debian's kdump-tools must save a dump we verify."""
-    settings = InstallTestSettings.from_flags(release, accel, timeout, keep, crashkernel, find_crashkernel)
+    settings = InstallTestSettings.from_flags(release, accel, timeout, keep, crashkernel, find_crashkernel, alongside)
     found = Manifest.find(release=release)
     try:
         report = installtest.install_test(found, settings)

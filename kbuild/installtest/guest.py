@@ -20,14 +20,15 @@ UNIT = "install-test.service"
 NONCE_LINE = "install-test nonce {nonce}"     # written to /dev/kmsg, so it is in the dump's dmesg
 
 
-def add_agent(root: Path, nonce: str, coredir: str, ready_timeout: int) -> None:
+def add_agent(root: Path, nonce: str, coredir: str, ready_timeout: int, remove: tuple[str, ...] = ()) -> None:
+    """The agent, its unit (enabled) and the nonce; `remove`: packages it purges before crashing."""
     state = root / STATE.lstrip("/")
     state.mkdir(parents=True, exist_ok=True)
     (state / "nonce").write_text(nonce + "\n")
     agent = root / AGENT.lstrip("/")
     agent.parent.mkdir(parents=True, exist_ok=True)
     agent.write_text(render("installtest/guest-agent.sh.j2", mark=MARK, state=STATE, coredir=coredir,
-                            ready_timeout=int(ready_timeout)))
+                            ready_timeout=int(ready_timeout), remove=" ".join(remove)))
     agent.chmod(0o755)
     unit = root / "etc/systemd/system" / UNIT
     unit.write_text(render("installtest/guest-agent.service.j2", state=STATE, agent=AGENT))

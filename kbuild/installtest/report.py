@@ -34,6 +34,7 @@ class InstallReport:
     qemu: list[str] = field(default_factory=list)
     serial_tail: list[str] = field(default_factory=list)
     search: list[dict] = field(default_factory=list)         # --find-crashkernel trials
+    alongside: dict = field(default_factory=dict)            # --alongside: the other release
 
     @property
     def ok(self) -> bool:

@@ -96,10 +96,11 @@ class InstallTestSettings:
     keep: bool = False
     crashkernel: int | None = None
     find_crashkernel: bool = False
+    alongside: str | None = None     # another release installed too, removed before the crash
 
     @classmethod
     def from_flags(cls, release=None, accel=None, timeout=None, keep=False, crashkernel=None,
-                   find_crashkernel=False) -> "InstallTestSettings":
+                   find_crashkernel=False, alongside=None) -> "InstallTestSettings":
         pol = policy()
         accel = accel or pol.guest.accel
         if accel not in ("auto", "kvm", "tcg"):
@@ -118,4 +119,6 @@ class InstallTestSettings:
                                f"({pol.guest.memory})")
         if find_crashkernel and crashkernel is not None:
             raise BadInput("give either --crashkernel or --find-crashkernel, not both")
-        return cls(release, accel, timeout, bool(keep), ck, bool(find_crashkernel))
+        if alongside and release and alongside == release:
+            raise BadInput(f"--alongside {alongside}: give another release than --release")
+        return cls(release, accel, timeout, bool(keep), ck, bool(find_crashkernel), alongside or None)

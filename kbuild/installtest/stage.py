@@ -86,7 +86,9 @@ def run_once(m: Manifest, s: InstallTestSettings, crashkernel: str, staged: Path
     rootfs.unpack(tarball, root, log)
     fsuuid = str(uuid.uuid4())
     install.site_files(root, pol.site, fsuuid)
-    done = install.install(root, install.deb_set(m), rel, log)
+    other = Manifest.find(release=s.alongside) if s.alongside else None
+    extra = install.deb_set(other)[:2] if other else ()          # its image and dbg; one config package
+    done = install.install(root, install.deb_set(m) + extra, rel, log)
     (staged / "kdump-hook.log").write_text((root / install.STATE.lstrip("/") / "kdump-hook.log").read_text()
                                            if (root / install.STATE.lstrip("/") / "kdump-hook.log").exists() else "")
     want = expected_defaults(m)
@@ -106,7 +108,11 @@ def run_once(m: Manifest, s: InstallTestSettings, crashkernel: str, staged: Path
     entries = bootcfg.BootEntries.for_release(rel, kdumpcfg.load().crashkernel)
     if crashkernel != kdumpcfg.load().crashkernel:
         guest.set_crashkernel(root, entries.dropin_name, crashkernel)
-    guest.add_agent(root, nonce, done.kdump_tools.get("KDUMP_COREDIR") or "/var/crash", pol.guest.ready_timeout)
+    remove = install.package_names(other.release.release)[1:] if other else ()
+    if other:
+        report.alongside = {"release": other.release.release, "installed": (root / f"boot/vmlinuz-{other.release.release}").is_file()}
+    guest.add_agent(root, nonce, done.kdump_tools.get("KDUMP_COREDIR") or "/var/crash", pol.guest.ready_timeout,
+                    remove)
     kernel, initrd = staged / f"vmlinuz-{rel}", staged / f"initrd.img-{rel}"
     for src, dest in ((root / f"boot/vmlinuz-{rel}", kernel), (root / f"boot/initrd.img-{rel}", initrd)):
         if not src.is_file():
@@ -145,6 +151,8 @@ def run_once(m: Manifest, s: InstallTestSettings, crashkernel: str, staged: Path
     kexec_cmd = disk.fetch(image, f"{done.kdump_tools.get('KDUMP_COREDIR') or '/var/crash'}/kexec_cmd",
                            work / "kexec_cmd", log)
     report.capture_cmdline = kexec_cmd.read_text().strip() if kexec_cmd else ""
+    if other:
+        report.checks += alongside_checks(watch.marks, rel, other.release.release, image, log)
     if failed:
         report.failure = Failure(*failed)
         return report
@@ -166,6 +174,19 @@ def run_once(m: Manifest, s: InstallTestSettings, crashkernel: str, staged: Path
     report.checks += purged.checks
     report.timings["purge"] = purged.seconds
     return report
+
+
+def alongside_checks(marks: dict[str, str], rel: str, other: str, image: Path, log: Path) -> list[Check]:
+    """Two releases installed: kdump-tools loaded the running one; removing the other kept it ready."""
+    want = f"/boot/vmlinuz-{rel} /var/lib/kdump/initrd.img-{rel}"
+    left = [e.name for e in disk.listdir(image, "/boot", log) if other in e.name]
+    return [Check("alongside-loads-running", marks.get("LINKS") == want,
+                  f"with {other} installed too, kdump-config links {want}", marks.get("LINKS", "no LINKS line")),
+            Check("alongside-removed", marks.get("REMOVED", "").startswith("rc=0") and not left
+                  and marks.get("LINKS-AFTER") == want,
+                  f"dpkg --purge of {other} in the running guest exits 0, leaves no /boot/*{other}, and "
+                  "kdump-config is still ready with the same links",
+                  f"{marks.get('REMOVED', 'not run')}; /boot left {left}; links after {marks.get('LINKS-AFTER')}")]
 
 
 def finalize(report: InstallReport, staged: Path, final: Path, keep: bool) -> None:
