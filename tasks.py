@@ -14,6 +14,7 @@ from kbuild.core.manifest import Manifest
 from kbuild.crashtest import sizing as crashsize
 from kbuild.crashtest import stage as crashtest
 from kbuild.crashtest.report import PHASES
+from kbuild.installtest import sizing as installtest_sizing
 from kbuild.installtest import stage as installtest
 from kbuild.installtest.settings import InstallTestSettings
 from kbuild.installtest.watch import PHASES as INSTALL_PHASES
@@ -185,7 +186,15 @@ def install_test(c, release=None, crashkernel=None, find_crashkernel=False, acce
     settings = InstallTestSettings.from_flags(release, accel, timeout, keep, crashkernel, find_crashkernel, alongside)
     found = Manifest.find(release=release)
     try:
-        report = installtest.install_test(found, settings)
+        if settings.find_crashkernel:
+            sizing = installtest_sizing.find_crashkernel(found, settings)
+            for t in sizing.trials:
+                print(f"  crashkernel={t['crashkernel']:>6}  {'ok  ' if t['ok'] else 'FAIL'}  {t['outcome']}")
+            print(f"smallest working crashkernel={sizing.minimum} with kdump-tools' initrd; recommended "
+                  f"crashkernel={sizing.recommended} (recorded in {found.path})")
+            report = sizing.report
+        else:
+            report = installtest.install_test(found, settings)
     except installtest.InstallTestFailed as e:
         print("last serial lines:\n" + "\n".join(e.report.serial_tail))
         print(f"outcome: {e.report.outcome}; report: {e.report.files.get('report.json')}")

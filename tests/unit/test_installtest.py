@@ -178,3 +178,15 @@ def test_server_profile_holds_every_need():
     both = text + minimal
     missing = [s for s in policy().needs if f"CONFIG_{s}=y" not in both]
     assert missing == []
+
+
+def test_bisect_finds_the_smallest_working_step():
+    from kbuild.installtest.sizing import bisect
+    tried = []
+
+    def works(size):
+        tried.append(size)
+        return size >= 48
+    assert bisect(16, 256, 8, works) == 48
+    assert all(s % 8 == 0 for s in tried) and len(tried) <= 6
+    assert bisect(16, 24, 8, works) == 24 and tried[-1] != 24    # high is trusted, never retried
