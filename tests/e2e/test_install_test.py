@@ -108,3 +108,31 @@ def test_the_minimal_kernel_is_refused_before_any_work(default_build):
     proc = invoke("install-test", "--release", default_build.release.release)
     assert proc.returncode == 1
     assert "refusing to boot Debian" in proc.stderr and "--profile server" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def two_builds(passed):
+    """Build numbers 1 and 2 of the server profile, packaged (after the main run: same build folder)."""
+    releases = []
+    for n in ("1", "2"):
+        proc = invoke("build-kernel", "--profile", "server", "--localversion", LOCALVERSION, "--build-number", n)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        data = json.loads(Path(next(ln for ln in proc.stdout.splitlines()
+                                    if ln.startswith("manifest: ")).split(": ", 1)[1]).read_text())
+        proc = invoke("package", "--formats", "deb", "--build-dir", data["build"]["dir"])
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        releases.append(data["release"]["release"])
+    return releases
+
+
+def test_two_releases_side_by_side(two_builds):
+    """Both installed; kdump-tools loads the running one; purging the other in the running guest
+    leaves it ready, and it dumps."""
+    running, other = two_builds
+    proc = invoke("install-test", "--release", running, "--alongside", other)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
+    report = json.loads(Path(proc.stdout.rsplit("report: ", 1)[1].strip()).read_text())
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["alongside-loads-running"]["ok"] and checks["alongside-removed"]["ok"]
+    assert report["alongside"] == {"release": other, "installed": True}
+    assert checks["osrelease"]["actual"] == running and report["verdict"] == "pass"
