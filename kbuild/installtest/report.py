@@ -20,6 +20,7 @@ class InstallReport:
     accel_why: str = ""
     cmdline: str = ""               # what GRUB would boot (our drop-in's crashkernel=)
     capture_cmdline: str = ""       # kdump-tools' own kexec command (/var/crash/kexec_cmd)
+    makedumpfile: str | None = None  # the arguments kdump-tools ran makedumpfile with (its console line)
     rootfs: dict = field(default_factory=dict)
     kdump_initrd: dict = field(default_factory=dict)
     install: dict = field(default_factory=dict)

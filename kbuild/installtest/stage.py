@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kbuild.core import fs, sizes, tools
-from kbuild.core.errors import CheckFailed
+from kbuild.core.errors import CheckFailed, CommandFailed
 from kbuild.core.kconfigfile import read_values
 from kbuild.core.manifest import Manifest
 from kbuild.crashtest import qemu
@@ -23,7 +23,7 @@ from kbuild.crashtest.report import Check, Failure
 from kbuild.installtest import cmdline as grub, disk, guest, install, kdumpinitrd, purge, rootfs, verify, vm
 from kbuild.installtest.report import InstallReport
 from kbuild.installtest.settings import InstallTestSettings, policy
-from kbuild.installtest.watch import Watch, diagnose
+from kbuild.installtest.watch import PHASES, Watch, diagnose
 from kbuild.package import bootcfg, kdumpcfg
 
 FOLDER = "install-test"
@@ -52,13 +52,19 @@ def fitness(m: Manifest) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class Run:
-    """One VM run's inputs beyond the manifest: the reservation to test, where to work."""
+class Prepared:
+    """The installed image, ready to boot: what the VM run and the checks after it need."""
 
-    crashkernel: str
-    staged: Path
-    accel: str = ""
-    accel_why: str = ""
+    kernel: Path
+    initrd: Path
+    cmdline: str
+    image: Path
+    done: install.Installed
+    want: dict[str, str]                 # /etc/default/kdump-tools as our package sets it
+    coredir: str
+    other: Manifest | None
+    cache: kdumpinitrd.CachedInitrd
+    cached: bool
 
 
 def expected_defaults(m: Manifest) -> dict[str, str]:
@@ -74,15 +80,43 @@ def panic_timeout(append: str) -> int:
 def run_once(m: Manifest, s: InstallTestSettings, crashkernel: str, staged: Path,
              tarball: rootfs.RootTarball, accel: tuple[str, str] | None = None,
              purge_proof: bool = True) -> InstallReport:
-    """Install, boot, crash, capture, verify; the report is filled in whatever happens."""
-    pol, rel = policy(), m.release.release
-    work, log = staged / "work", staged / "commands.log"
-    root, image = work / "root", work / "disk.img"
-    nonce = uuid.uuid4().hex
-    report = InstallReport(rel, m.build_id, nonce, crashkernel)
+    """Install, boot, crash, capture, verify; the report is filled in whatever happens: a check or
+    command that fails on the host is recorded as the failure of the phase it happened in."""
+    report = InstallReport(m.release.release, m.build_id, uuid.uuid4().hex, crashkernel)
+    try:
+        _run(report, m, s, staged, tarball, accel, purge_proof)
+    except (CheckFailed, CommandFailed) as e:
+        phase = next((p for p in PHASES if p not in report.timings), "purge")
+        report.failure = report.failure or Failure(phase, str(e).splitlines()[0])
+        report.outcome = report.outcome if report.outcome != "not run" else f"{phase} failed"
+    return report
+
+
+def _run(report: InstallReport, m: Manifest, s: InstallTestSettings, staged: Path, tarball: rootfs.RootTarball,
+         accel: tuple[str, str] | None, purge_proof: bool) -> None:
     report.rootfs = {"tarball": str(tarball.path), "key": tarball.key, "reused": tarball.reused}
     report.timings["rootfs"] = tarball.seconds
     t = time.monotonic()
+    p = _install(report, m, s, staged, tarball)
+    report.timings["install"] = round(time.monotonic() - t, 3)
+    if not _boot(report, p, m, s, staged, accel):
+        return
+    t = time.monotonic()
+    _verify(report, p, m, staged)
+    report.timings["verify"] = round(time.monotonic() - t, 3)
+    if purge_proof:
+        purged = purge.purge_proof(tarball, p.done.debs[:3], install.package_names(m.release.release),
+                                   staged / "work", staged / "commands.log")
+        report.checks += purged.checks
+        report.timings["purge"] = purged.seconds
+
+
+def _install(report: InstallReport, m: Manifest, s: InstallTestSettings, staged: Path,
+             tarball: rootfs.RootTarball) -> Prepared:
+    """Fresh root, our packages (and --alongside's), the agent, GRUB's command line, the disk."""
+    pol, rel, log = policy(), m.release.release, staged / "commands.log"
+    work = staged / "work"
+    root = work / "root"
     shutil.rmtree(work, ignore_errors=True)
     rootfs.unpack(tarball, root, log)
     fsuuid = str(uuid.uuid4())
@@ -90,30 +124,21 @@ def run_once(m: Manifest, s: InstallTestSettings, crashkernel: str, staged: Path
     other = Manifest.find(release=s.alongside) if s.alongside else None
     extra = install.deb_set(other)[:2] if other else ()          # its image and dbg; one config package
     done = install.install(root, install.deb_set(m) + extra, rel, log)
-    (staged / "kdump-hook.log").write_text((root / install.STATE.lstrip("/") / "kdump-hook.log").read_text()
-                                           if (root / install.STATE.lstrip("/") / "kdump-hook.log").exists() else "")
-    want = expected_defaults(m)
+    hook_log = root / install.STATE.lstrip("/") / "kdump-hook.log"
+    if hook_log.is_file():
+        shutil.copyfile(hook_log, staged / "kdump-hook.log")
+    want, coredir = expected_defaults(m), done.kdump_tools.get("KDUMP_COREDIR") or "/var/crash"
     report.install = {"debs": [d.name for d in done.debs], "kdump_tools": done.kdump_tools,
                       "hook_calls": [vars(c) for c in done.hook_calls], "seconds": done.seconds}
-    report.checks.append(Check("kdump-settings", all(done.kdump_tools.get(k) == v for k, v in want.items()),
-                               "/etc/default/kdump-tools carries our settings (ucf): " +
-                               ", ".join(f"{k}={v}" for k, v in want.items()),
-                               ", ".join(f"{k}={done.kdump_tools.get(k)}" for k in want)))
-    calls = [c for c in done.hook_calls if c.args[:1] == (rel,)]
-    report.checks.append(Check("kdump-hook-called", bool(calls) and calls[0].args == (rel, f"/boot/vmlinuz-{rel}")
-                               and calls[0].deb_maint_params.split()[:1] == ["configure"],
-                               f"our postinst ran kdump-tools' postinst.d hook with {rel} /boot/vmlinuz-{rel}, "
-                               "DEB_MAINT_PARAMS=configure",
-                               "; ".join(f"{' '.join(c.args)} DEB_MAINT_PARAMS={c.deb_maint_params} rc {c.rc}"
-                                         for c in done.hook_calls) or "never called"))
-    entries = bootcfg.BootEntries.for_release(rel, kdumpcfg.load().crashkernel)
-    if crashkernel != kdumpcfg.load().crashkernel:
-        guest.set_crashkernel(root, entries.dropin_name, crashkernel)
+    report.checks += install_checks(done, want, rel)
+    model = kdumpcfg.load().crashkernel
+    if report.crashkernel != model:
+        guest.set_crashkernel(root, bootcfg.BootEntries.for_release(rel, model).dropin_name, report.crashkernel)
     remove = install.package_names(other.release.release)[1:] if other else ()
     if other:
-        report.alongside = {"release": other.release.release, "installed": (root / f"boot/vmlinuz-{other.release.release}").is_file()}
-    guest.add_agent(root, nonce, done.kdump_tools.get("KDUMP_COREDIR") or "/var/crash", pol.guest.ready_timeout,
-                    remove)
+        report.alongside = {"release": other.release.release,
+                            "installed": (root / f"boot/vmlinuz-{other.release.release}").is_file()}
+    guest.add_agent(root, report.nonce, coredir, pol.guest.ready_timeout, remove)
     kernel, initrd = staged / f"vmlinuz-{rel}", staged / f"initrd.img-{rel}"
     for src, dest in ((root / f"boot/vmlinuz-{rel}", kernel), (root / f"boot/initrd.img-{rel}", initrd)):
         if not src.is_file():
@@ -121,23 +146,43 @@ def run_once(m: Manifest, s: InstallTestSettings, crashkernel: str, staged: Path
         shutil.copyfile(src, dest)
     line = grub.grub_cmdline(root, rel, fsuuid)
     report.cmdline = line.cmdline
-    report.checks.append(Check("crashkernel-from-dropin", line.crashkernel == [crashkernel],
-                               f"exactly one crashkernel={crashkernel} on GRUB's command line (our drop-in)",
+    report.checks.append(Check("crashkernel-from-dropin", line.crashkernel == [report.crashkernel],
+                               f"exactly one crashkernel={report.crashkernel} on GRUB's command line (our drop-in)",
                                " ".join(f"crashkernel={c}" for c in line.crashkernel) or "none"))
-    machine = vm.Machine(kernel, initrd, line.cmdline, image, pol.guest.memory, pol.guest.smp, "tcg")
-    cache = kdumpinitrd.cache_for(tarball.sha256, done.debs[0], machine.hardware())
+    image = work / "disk.img"
+    hardware = vm.Machine(kernel, initrd, line.cmdline, image, pol.guest.memory, pol.guest.smp, "").hardware()
+    cache = kdumpinitrd.cache_for(tarball.sha256, done.debs[0], hardware)
     cached = kdumpinitrd.restore(cache, root, rel)
     report.kdump_initrd = {"cache": str(cache.folder), "reused": cached}
     disk.make(root, image, fsuuid, pol.guest.disk_size, log)
-    vmlinux = root / f"usr/lib/debug/boot/vmlinux-{rel}"
-    shutil.copyfile(vmlinux, staged / "work" / "vmlinux")    # the dbg package's, for drgn and crash
+    shutil.copyfile(root / f"usr/lib/debug/boot/vmlinux-{rel}", work / "vmlinux")   # the dbg package's
     shutil.rmtree(root)
-    report.timings["install"] = round(time.monotonic() - t, 3)
+    return Prepared(kernel, initrd, line.cmdline, image, done, want, coredir, other, cache, cached)
+
+
+def install_checks(done: install.Installed, want: dict[str, str], rel: str) -> list[Check]:
+    """ucf installed our kdump-tools settings; our postinst ran kdump-tools' hook as Debian's kernels do."""
+    calls = [c for c in done.hook_calls if c.args[:1] == (rel,)]
+    return [Check("kdump-settings", all(done.kdump_tools.get(k) == v for k, v in want.items()),
+                  "/etc/default/kdump-tools carries our settings (ucf): " + ", ".join(f"{k}={v}" for k, v in want.items()),
+                  ", ".join(f"{k}={done.kdump_tools.get(k)}" for k in want)),
+            Check("kdump-hook-called", bool(calls) and calls[0].args == (rel, f"/boot/vmlinuz-{rel}")
+                  and calls[0].deb_maint_params.split()[:1] == ["configure"],
+                  f"our postinst ran kdump-tools' postinst.d hook with {rel} /boot/vmlinuz-{rel}, "
+                  "DEB_MAINT_PARAMS=configure",
+                  "; ".join(f"{' '.join(c.args)} DEB_MAINT_PARAMS={c.deb_maint_params} rc {c.rc}"
+                            for c in done.hook_calls) or "never called")]
+
+
+def _boot(report: InstallReport, p: Prepared, m: Manifest, s: InstallTestSettings, staged: Path,
+          accel: tuple[str, str] | None) -> bool:
+    """The VM run; False if it failed (the report says where and why)."""
+    pol, rel, work, log = policy(), m.release.release, staged / "work", staged / "commands.log"
     if accel is None:
-        accel = qemu.choose_accel(s.accel, kernel, pol.guest.kvm_probe_seconds, work / "kvm-probe.log")
-    machine = vm.Machine(kernel, initrd, line.cmdline, image, pol.guest.memory, pol.guest.smp, accel[0])
+        accel = qemu.choose_accel(s.accel, p.kernel, pol.guest.kvm_probe_seconds, work / "kvm-probe.log")
+    machine = vm.Machine(p.kernel, p.initrd, p.cmdline, p.image, pol.guest.memory, pol.guest.smp, accel[0])
     report.accel, report.accel_why, report.qemu = accel[0], accel[1], machine.command()
-    panic = panic_timeout(done.kdump_tools.get("KDUMP_CMDLINE_APPEND", ""))
+    panic = panic_timeout(p.done.kdump_tools.get("KDUMP_CMDLINE_APPEND", ""))
     watch = Watch(pol.guest.capture_timeout, (panic + 30) if panic > 0 else 60)
     serial = staged / "serial.log"
     run = vm.boot(machine, watch, s.timeout, serial)
@@ -146,36 +191,32 @@ def run_once(m: Manifest, s: InstallTestSettings, crashkernel: str, staged: Path
     report.timings.update(watch.timings(run.duration))
     report.serial_tail = [ln.text for ln in run.lines[-TAIL:]]
     report.outcome, failed = diagnose(watch, run.returncode, run.timed_out, s.timeout)
-    if "initrd_build" in watch.at and "kdump_loaded" in watch.at and not cached:
+    report.makedumpfile = watch.makedumpfile
+    if "initrd_build" in watch.at and "kdump_loaded" in watch.at and not p.cached:
         report.kdump_initrd["built_in_guest_seconds"] = round(watch.at["kdump_loaded"] - watch.at["initrd_build"], 3)
-        report.kdump_initrd["saved"] = kdumpinitrd.save(cache, image, rel, work / "kdump-initrd")
-    kexec_cmd = disk.fetch(image, f"{done.kdump_tools.get('KDUMP_COREDIR') or '/var/crash'}/kexec_cmd",
-                           work / "kexec_cmd", log)
+        report.kdump_initrd["saved"] = kdumpinitrd.save(p.cache, p.image, rel, work / "kdump-initrd")
+    kexec_cmd = disk.fetch(p.image, f"{p.coredir}/kexec_cmd", work / "kexec_cmd", log)
     report.capture_cmdline = kexec_cmd.read_text().strip() if kexec_cmd else ""
-    if other:
-        report.checks += alongside_checks(watch.marks, rel, other.release.release, image, log)
+    if p.other:
+        report.checks += alongside_checks(watch.marks, rel, p.other.release.release, p.image, log)
     if failed:
         report.failure = Failure(*failed)
-        return report
-    t = time.monotonic()
+    return not failed
+
+
+def _verify(report: InstallReport, p: Prepared, m: Manifest, staged: Path) -> None:
+    rel = m.release.release
     values = read_values(m.artifact("config").path)
     ver = tuple(int(x) for x in re.match(r"(\d+)\.(\d+)", rel).groups())
-    want_dump = verify.Expected(nonce, rel, m.build_id, staged / "work" / "vmlinux",
-                                done.kdump_tools.get("KDUMP_COREDIR") or "/var/crash",
-                                want["MAKEDUMP_ARGS"], verify.crash_support(values, ver, pol.crash.supported_up_to))
+    want = verify.Expected(report.nonce, rel, m.build_id, staged / "work" / "vmlinux", p.coredir,
+                           p.want["MAKEDUMP_ARGS"], verify.crash_support(values, ver, policy().crash.supported_up_to))
     dump_dir = staged / "dump"
     dump_dir.mkdir(exist_ok=True)
-    checked = verify.verify(image, want_dump, watch.makedumpfile, dump_dir, log)
+    checked = verify.verify(p.image, want, report.makedumpfile, dump_dir, staged / "commands.log")
     report.checks += checked.checks
     report.skipped.update(checked.skipped)
     report.vmcore, report.crashed_task = checked.vmcore, checked.crashed_task
     report.files.update(checked.files)
-    report.timings["verify"] = round(time.monotonic() - t, 3)
-    if purge_proof:
-        purged = purge.purge_proof(tarball, done.debs[:3], install.package_names(rel), work, log)
-        report.checks += purged.checks
-        report.timings["purge"] = purged.seconds
-    return report
 
 
 def alongside_checks(marks: dict[str, str], rel: str, other: str, image: Path, log: Path) -> list[Check]:
