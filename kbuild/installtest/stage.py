@@ -7,6 +7,7 @@ dump as kdump-tools wrote it and rebuilt, and the logs of every command.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import time
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kbuild.core import fs, sizes, tools
-from kbuild.core.errors import CheckFailed, CommandFailed
+from kbuild.core.errors import BadInput, CheckFailed, CommandFailed
 from kbuild.core.kconfigfile import read_values
 from kbuild.core.manifest import Manifest
 from kbuild.crashtest import qemu
@@ -252,6 +253,9 @@ def finalize(report: InstallReport, staged: Path, final: Path, keep: bool) -> No
 
 
 def prepare(m: Manifest, log: Path) -> rootfs.RootTarball:
+    """Everything that can refuse the run before minutes are spent; then the (cached) root."""
+    if os.geteuid() != 0:
+        raise BadInput("install-test must run as root: mmdebstrap --mode=root, chroot and dpkg -i into the root")
     tools.require("install-test")
     verify.require_drgn()
     fitness(m)
