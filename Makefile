@@ -10,7 +10,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := linux-source-6.1 linux-source-6.12 build-essential bc bison flex libelf-dev \
 	libssl-dev dwarves cpio kmod rsync ccache xz-utils perl openssl python3-venv \
 	rpm dpkg-dev lintian rpmlint shellcheck grub-common \
-	qemu-system-x86 kexec-tools makedumpfile busybox-static e2fsprogs crash
+	qemu-system-x86 kexec-tools makedumpfile busybox-static e2fsprogs \
+	mmdebstrap crash
 
 .PHONY: setup apt venv run test unit integration e2e bench clean
 
@@ -54,6 +55,7 @@ e2e: setup
 bench: setup
 	$(BIN)/python bench/configure
 	$(BIN)/python bench/crash_test
+	$(BIN)/python bench/install_test
 	$(BIN)/python bench/build
 
 clean:

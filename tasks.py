@@ -21,6 +21,10 @@ from kbuild.core.manifest import Manifest
 from kbuild.crashtest import sizing as crashsize
 from kbuild.crashtest import stage as crashtest
 from kbuild.package import kdumpcfg
+from kbuild.installtest import sizing as installtest_sizing
+from kbuild.installtest import stage as installtest
+from kbuild.installtest.settings import InstallTestSettings
+from kbuild.installtest.watch import PHASES as INSTALL_PHASES
 from kbuild.package import stage as package_mod
 from kbuild.core.settings import BuildSettings, ConfigureSettings, profile_names
 from kbuild.core.source import DEFAULT_SOURCE, locate
@@ -191,6 +195,45 @@ def crash_test(c, manifest=None, release=None, memory=None, crashkernel=None, ke
               f"vmcore {r.vmcore['size'] / 2**20:.1f} MiB, verified {t['boot_to_verified']:.1f}s after QEMU "
               f"started ({r.accel}); crash: {tool}" + (f" ({r.crash_tool['reason']})" if tool == "skip" else ""))
     print(f"report: {where}")
+
+
+@task(help={
+    "release": "test dist/<release>/ (manifest and .deb set), e.g. 6.1.192-server.kdump (default: the newest build)",
+    "crashkernel": "edit our GRUB drop-in to this reservation first, as an admin would, e.g. 40M (default: its own)",
+    "find_crashkernel": "bisect the smallest reservation with which kdump-tools' real initrd saves a dump; record it in the manifest",
+    "accel": "auto (KVM if a short trial boot works, else TCG; default), kvm or tcg",
+    "timeout": "seconds the VM may run in all (default in configs/installtest.toml: 900)",
+    "keep": "also keep the disk image and the kernel and initrd that booted, in dist/<release>/install-test/work/",
+    "alongside": "also install this release's image and dbg packages; the guest removes them before the crash",
+})
+@guarded
+@configured
+def install_test(c, release=None, crashkernel=None, find_crashkernel=False, accel=None, timeout=None, keep=False,
+                 alongside=None):
+    """Install our .deb set into a Debian 12 root, boot it, crash it; Debian's kdump-tools must save a dump we verify."""
+    settings = InstallTestSettings.from_flags(release, accel, timeout, keep, crashkernel, find_crashkernel, alongside)
+    found = Manifest.find(release=release)
+    try:
+        if settings.find_crashkernel:
+            sizing = installtest_sizing.find_crashkernel(found, settings)
+            for t in sizing.trials:
+                print(f"  crashkernel={t['crashkernel']:>6}  {'ok  ' if t['ok'] else 'FAIL'}  {t['outcome']}")
+            print(f"smallest working crashkernel={sizing.minimum} with kdump-tools' initrd; recommended "
+                  f"crashkernel={sizing.recommended} (recorded in {found.path})")
+            report = sizing.report
+        else:
+            report = installtest.install_test(found, settings)
+    except installtest.InstallTestFailed as e:
+        print("last serial lines:\n" + "\n".join(e.report.serial_tail))
+        print(f"outcome: {e.report.outcome}; report: {e.report.files.get('report.json')}")
+        raise
+    t = report.timings
+    print("  ".join(f"{p} {t[p]:.1f}s" for p in INSTALL_PHASES if p in t))
+    for name, why in report.skipped.items():
+        print(f"SKIP {name}: {why}")
+    print(f"PASS {report.release}: {report.outcome} by kdump-tools ({report.vmcore.get('flattened_bytes', 0) / 2**20:.1f} MiB "
+          f"flattened), {len(report.checks)} checks, crashkernel={report.crashkernel} ({report.accel}); "
+          f"report: {report.files['report.json']}")
 
 
 # The collection declares the `kbuild:` keys, so that invoke also reads INVOKE_KBUILD_* variables.

@@ -185,6 +185,9 @@ def lint(s: KdumpSettings, cpu_limit_arg: str = NR_CPUS,
         warnings.append("core_collector has no -d: makedumpfile copies every page (the dump can "
                         "be as large as RAM); the tutorial uses -d 31")
     warnings.extend(crashkernel_warnings(parse_crashkernel(s.crashkernel)))
+    if not any(int(v) != 0 for v in re.findall(r"(?:^|\s)panic=(-?\d+)(?=\s|$)", s.cmdline_append)):
+        warnings.append(f"cmdline_append {s.cmdline_append!r} has no panic=<seconds> (non-zero): a capture kernel "
+                        "that fails (out of memory) hangs for good instead of rebooting")
     return KdumpLint(tuple(errors), tuple(warnings))
 
 

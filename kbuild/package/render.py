@@ -48,6 +48,8 @@ FORMAT_OF = (
     ("boot/bls.conf.j2", "bls"),
     ("boot/grub.conf.j2", "grub"),
     ("boot/menuentry.cfg.j2", "grub"),
+    ("installtest/*.service.j2", "text"),   # the install test's own guest files, never shipped
+    ("installtest/*.j2", "shell"),
 )
 # Characters that mean nothing to sh in any context (bare, "..." or an assignment): no quotes,
 # `$`, backslash, globs, `~`, braces, `#`, whitespace, operators.

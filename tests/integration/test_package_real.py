@@ -126,6 +126,7 @@ def test_deb_metadata_scripts_and_kdump_settings(packaged, tmp_path):
     assert (coredir, args, fail) == ("/var/crash", "-c --message-level 1 -d 31", "reboot -f")
     assert append.split()[:3] == ["irqpoll", cpu, "reset_devices"]
     assert "systemd.unit=kdump-tools-dump.service" in append.split()
+    assert "panic=10" in append.split()   # a failed capture reboots instead of hanging
     dropin = (tmp_path / "root/etc/default/grub.d/zz-kdump-pipeline.cfg").read_text()
     assert dropin == (result.dist / "boot/grub.d/zz-kdump-pipeline.cfg").read_text()
     listing = sh("dpkg-deb", "-c", str(dbg))

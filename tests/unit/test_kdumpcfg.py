@@ -23,8 +23,8 @@ def test_defaults_are_the_tutorials_and_lint_clean():
     assert DEFAULTS.path == "/var/crash"
     assert DEFAULTS.core_collector == "makedumpfile -c --message-level 1 -d 31"
     assert DEFAULTS.failure_action == "reboot"
-    assert DEFAULTS.capture_cmdline("nr_cpus=1") == "irqpoll nr_cpus=1 reset_devices"
-    assert DEFAULTS.capture_cmdline("maxcpus=1") == "irqpoll maxcpus=1 reset_devices"
+    assert DEFAULTS.capture_cmdline("nr_cpus=1") == "irqpoll nr_cpus=1 reset_devices panic=10"
+    assert DEFAULTS.capture_cmdline("maxcpus=1") == "irqpoll maxcpus=1 reset_devices panic=10"
     lint = K.lint(DEFAULTS)
     assert lint.ok and lint.errors == () and lint.warnings == ()
 
@@ -187,8 +187,16 @@ def test_kdump_tools_values():
     v = K.kdump_tools_values(DEFAULTS, "maxcpus=1")
     assert v == {"KDUMP_COREDIR": "/var/crash", "MAKEDUMP_ARGS": "-c --message-level 1 -d 31",
                  "KDUMP_FAIL_CMD": "reboot -f",
-                 "KDUMP_CMDLINE_APPEND": "irqpoll maxcpus=1 reset_devices systemd.unit=kdump-tools-dump.service"}
+                 "KDUMP_CMDLINE_APPEND": "irqpoll maxcpus=1 reset_devices panic=10 systemd.unit=kdump-tools-dump.service"}
     text = render("kdump/kdump-tools.j2", package="p", v=v)
-    assert "KDUMP_CMDLINE_APPEND='irqpoll maxcpus=1 reset_devices systemd.unit=kdump-tools-dump.service'" in text
+    assert "KDUMP_CMDLINE_APPEND='irqpoll maxcpus=1 reset_devices panic=10 systemd.unit=kdump-tools-dump.service'" in text
     assert "KDUMP_FAIL_CMD='reboot -f'" in text and "MAKEDUMP_ARGS='-c --message-level 1 -d 31'" in text
     assert "KDUMP_COREDIR=/var/crash" in text and "USE_KDUMP=1" in text
+
+
+def test_capture_append_without_panic_timeout_warns():
+    """A capture kernel that runs out of memory hangs for good without panic= (install-test proves it)."""
+    for append in ("irqpoll {cpu_limit} reset_devices", "irqpoll {cpu_limit} panic=0"):
+        assert any("panic=" in w for w in K.lint(replace(DEFAULTS, cmdline_append=append)).warnings), append
+    for good in (DEFAULTS, replace(DEFAULTS, cmdline_append="irqpoll {cpu_limit} panic=-1")):   # -1: at once
+        assert not any("panic=" in w for w in K.lint(good).warnings)
