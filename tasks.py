@@ -165,25 +165,27 @@ def package(c, formats=None, build_dir=None, kdump_config=None, no_wait=False):
     "cpus": "vCPUs of the guest, 2 or more (default in configs/crashtest.toml: 2); pinned triggers run on the last",
     "trigger": "crash path: sysrq (default), panic, bug, exception, softlockup, nmi, warning, "
                "a comma-separated list, or all (the whole matrix in one call, one report)",
+    "no_wait": "if another run is using the same dist/<release>/, exit 1 at once instead of waiting",
 })
 @guarded
 @configured
 def crash_test(c, manifest=None, release=None, memory=None, crashkernel=None, kexec=None, timeout=None,
-               keep=False, accel=None, kdump_config=None, find_crashkernel=False, cpus=None, trigger=None):
+               keep=False, accel=None, kdump_config=None, find_crashkernel=False, cpus=None, trigger=None,
+               no_wait=False):
     """Boot the built kernel in QEMU on N vCPUs, crash it (sysrq, LKDTM or NMI), capture the vmcore with kdump and verify it; exit 1 on failure."""
     settings = crashtest.CrashTestSettings.from_flags(memory, crashkernel, kexec, timeout, accel, keep, kdump_config,
                                                       cpus, trigger)
     found = Manifest.find(path=manifest, release=release)
     try:
         if find_crashkernel:
-            sizing = crashsize.find_crashkernel(found, settings)
+            sizing = crashsize.find_crashkernel(found, settings, wait=not no_wait)
             for t in sizing.trials:
                 print(f"  crashkernel={t['crashkernel']:>6}  {'ok  ' if t['ok'] else 'FAIL'}  {t['message']}")
             print(f"smallest working crashkernel={sizing.minimum} with {settings.cpus} vCPUs; recommended "
                   f"crashkernel={sizing.recommended}{'; ' + sizing.note if sizing.note else ''} (recorded in {found.path})")
             runs, where = [sizing.report], sizing.report.files["report.json"]
         else:
-            matrix = crashtest.crash_test(found, settings)
+            matrix = crashtest.crash_test(found, settings, wait=not no_wait)
             runs, where = matrix.runs, matrix.files["report.json"]
     except crashtest.CrashTestFailed as e:
         print(f"last serial lines:\n{e.tail}\nreport: {e.report.files.get('report.json')}")
@@ -205,24 +207,25 @@ def crash_test(c, manifest=None, release=None, memory=None, crashkernel=None, ke
     "timeout": "seconds the VM may run in all (default in configs/installtest.toml: 900)",
     "keep": "also keep the disk image and the kernel and initrd that booted, in dist/<release>/install-test/work/",
     "alongside": "also install this release's image and dbg packages; the guest removes them before the crash",
+    "no_wait": "if another run is using the same dist/<release>/, exit 1 at once instead of waiting",
 })
 @guarded
 @configured
 def install_test(c, release=None, crashkernel=None, find_crashkernel=False, accel=None, timeout=None, keep=False,
-                 alongside=None):
+                 alongside=None, no_wait=False):
     """Install our .deb set into a Debian 12 root, boot it, crash it; Debian's kdump-tools must save a dump we verify."""
     settings = InstallTestSettings.from_flags(release, accel, timeout, keep, crashkernel, find_crashkernel, alongside)
     found = Manifest.find(release=release)
     try:
         if settings.find_crashkernel:
-            sizing = installtest_sizing.find_crashkernel(found, settings)
+            sizing = installtest_sizing.find_crashkernel(found, settings, wait=not no_wait)
             for t in sizing.trials:
                 print(f"  crashkernel={t['crashkernel']:>6}  {'ok  ' if t['ok'] else 'FAIL'}  {t['outcome']}")
             print(f"smallest working crashkernel={sizing.minimum} with kdump-tools' initrd; recommended "
                   f"crashkernel={sizing.recommended} (recorded in {found.path})")
             report = sizing.report
         else:
-            report = installtest.install_test(found, settings)
+            report = installtest.install_test(found, settings, wait=not no_wait)
     except installtest.InstallTestFailed as e:
         print("last serial lines:\n" + "\n".join(e.report.serial_tail))
         print(f"outcome: {e.report.outcome}; report: {e.report.files.get('report.json')}")

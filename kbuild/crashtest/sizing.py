@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from kbuild.core import lock
 from kbuild.core.errors import BadInput, CheckFailed
 from kbuild.core.manifest import Manifest
 from kbuild.core.sizes import fmt as fmt_size, parse as parse_size
@@ -30,7 +31,13 @@ class CrashkernelSizing:
     note: str = ""
 
 
-def find_crashkernel(m: Manifest, settings: CrashTestSettings) -> CrashkernelSizing:
+def find_crashkernel(m: Manifest, settings: CrashTestSettings, wait: bool = True) -> CrashkernelSizing:
+    """crash-test, one run at a time per dist/<release>/ (`wait=False`: refuse at once if another holds it)."""
+    with lock.exclusive(m.dist, "crash-test", wait):
+        return _find_crashkernel(m, settings)
+
+
+def _find_crashkernel(m: Manifest, settings: CrashTestSettings) -> CrashkernelSizing:
     """Bisect the smallest crashkernel= that still gives a verified dump; record it in the manifest."""
     find = policy().find
     step = parse_size(find.step, "find.step")

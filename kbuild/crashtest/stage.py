@@ -23,7 +23,7 @@ from pathlib import Path
 
 from kbuild.build.verify import elf_build_id
 from kbuild.configure.checkconfig import check_config
-from kbuild.core import fs, makedumpfile, sizes, tools
+from kbuild.core import fs, lock, makedumpfile, sizes, tools
 from kbuild.core.errors import CheckFailed, CommandFailed, KbuildError, MissingTool
 from kbuild.core.hashing import file_sha256
 from kbuild.core.kconfigfile import read_values
@@ -442,7 +442,13 @@ def finalize(report: CrashReport, staged: Path, final: Path, keep: bool, origin:
     fs.swap_dir(staged, final)   # dist/<release>/crash-test always describes one run
 
 
-def crash_test(m: Manifest, settings: CrashTestSettings) -> MatrixReport:
+def crash_test(m: Manifest, settings: CrashTestSettings, wait: bool = True) -> MatrixReport:
+    """crash-test, one run at a time per dist/<release>/ (`wait=False`: refuse at once if another holds it)."""
+    with lock.exclusive(m.dist, "crash-test", wait):
+        return _crash_test(m, settings)
+
+
+def _crash_test(m: Manifest, settings: CrashTestSettings) -> MatrixReport:
     """The whole stage: one run per trigger, dist/<release>/crash-test/<trigger>/, one report.json and junit.xml.
 
     Raises CrashTestFailed if any trigger failed (every trigger still runs: one call, the whole matrix).
