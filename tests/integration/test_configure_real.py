@@ -9,7 +9,7 @@ import pytest
 from kbuild.configure import kconfig_parse
 from kbuild.configure.stage import configure
 from kbuild.core.kconfigfile import read_values
-from kbuild.core.settings import ConfigureSettings
+from kbuild.core.settings import ConfigureSettings, profile_names
 from kbuild.core.toolchain import Toolchain
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -100,7 +100,7 @@ def test_json_ledger(tree61, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--profile", "nosuch"], "unknown profile 'nosuch'; choose one of: defconfig, minimal"),
+    (["--profile", "nosuch"], f"unknown profile 'nosuch'; choose one of: {', '.join(profile_names())}"),
     (["--source", "/nonexistent"], "/nonexistent: no such file or directory"),
     (["--fragment", "/nonexistent.config"], "/nonexistent.config: --fragment is not a readable file"),
     (["--profile", "minimal", "--base-config", "/etc/hostname"], "give either --profile or --base-config, not both"),
