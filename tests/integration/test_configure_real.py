@@ -100,7 +100,7 @@ def test_json_ledger(tree61, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--profile", "nosuch"], "unknown profile 'nosuch'; choose one of: defconfig, minimal"),
+    (["--profile", "nosuch"], "unknown profile 'nosuch'; choose one of: defconfig, minimal, server"),
     (["--source", "/nonexistent"], "/nonexistent: no such file or directory"),
     (["--fragment", "/nonexistent.config"], "/nonexistent.config: --fragment is not a readable file"),
     (["--profile", "minimal", "--base-config", "/etc/hostname"], "give either --profile or --base-config, not both"),
