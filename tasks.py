@@ -1,19 +1,26 @@
-"""invoke tasks: argument parsing and wiring only; the work lives in kbuild/."""
+"""invoke tasks: argument parsing and wiring only; the work lives in kbuild/.
+
+Every flag may also take its default from a `kbuild:` section of invoke's config files
+(invoke.yaml beside this file, ~/.invoke.yaml, `invoke -f FILE`, INVOKE_KBUILD_* variables);
+see kbuild/core/defaults.py and the README.
+"""
+import sys
 from pathlib import Path
 
-from invoke import task
+from invoke import Collection, task
 
 from kbuild.build import release as release_mod
 from kbuild.build import stage as build_mod
 from kbuild.configure import checkconfig
 from kbuild.configure import stage as configure_mod
 from kbuild.core import tools
-from kbuild.core.cli import guarded
+from kbuild.core import defaults
+from kbuild.core.cli import configured, guarded
 from kbuild.core.errors import CheckFailed
 from kbuild.core.manifest import Manifest
 from kbuild.crashtest import sizing as crashsize
 from kbuild.crashtest import stage as crashtest
-from kbuild.crashtest.report import PHASES
+from kbuild.package import kdumpcfg
 from kbuild.installtest import sizing as installtest_sizing
 from kbuild.installtest import stage as installtest
 from kbuild.installtest.settings import InstallTestSettings
@@ -27,6 +34,7 @@ SOURCE_HELP = f"kernel directory or linux-*.tar.xz (default: {DEFAULT_SOURCE})"
 
 @task(help={})
 @guarded
+@configured
 def doctor(c):
     """Check every external tool and build dependency; name the Debian package for each missing one."""
     text, ok = tools.report(tools.survey())
@@ -44,6 +52,7 @@ def doctor(c):
     "json": "print the ledger as JSON instead of a table",
 })
 @guarded
+@configured
 def configure(c, source=None, profile=None, base_config=None, fragment=None, build_dir=None, json=False):
     """Write <build-dir>/.config with the kdump requirements enforced, cross-checked by `make olddefconfig`."""
     settings = ConfigureSettings.from_flags(source, profile, base_config, fragment, build_dir)
@@ -64,6 +73,7 @@ def configure(c, source=None, profile=None, base_config=None, fragment=None, bui
     "json": "print the result as JSON",
 })
 @guarded
+@configured
 def check_config(c, config, source=None, json=False):
     """Check an existing .config against the kdump requirements; exit 1 if any fails."""
     result = checkconfig.check_config(Path(config), locate(source))
@@ -78,6 +88,7 @@ def check_config(c, config, source=None, json=False):
     "other": "a release installed alongside (repeatable): catches suffix and substring clashes",
     "json": "print the findings as JSON"})
 @guarded
+@configured
 def release_check(c, release, other=None, json=False):
     """Lint a release string against every known kdump consumer; exit 1 with the consumer that breaks."""
     report = release_mod.check(release, others=tuple(other or ()))
@@ -104,14 +115,18 @@ def release_check(c, release, other=None, json=False):
     "jobs": "parallel make jobs (default: number of CPUs)",
     "no_ccache": "compile without ccache even when it is installed",
     "allow_unsafe_release": "build a release the linter flags, and record the findings in the manifest",
+    "no_wait": "if another run is building in the same folder, exit 1 at once instead of waiting for it",
 })
 @guarded
+@configured
 def build_kernel(c, source=None, profile=None, base_config=None, fragment=None, build_dir=None,
-                 localversion="kdump", build_number=None, jobs=None, no_ccache=False, allow_unsafe_release=False):
+                 localversion=None, build_number=None, jobs=None, no_ccache=False, allow_unsafe_release=False,
+                 no_wait=False):
     """Configure, compile out of tree, verify the result, and write dist/<release>/manifest.json."""
     settings = BuildSettings.from_flags(
         ConfigureSettings.from_flags(source, profile, base_config, fragment, build_dir),
-        localversion, build_number, jobs, not no_ccache, allow_unsafe_release)
+        localversion, build_number, jobs, not no_ccache, allow_unsafe_release,
+        wait=not no_wait, origins=defaults.filled())
     outcome = build_mod.build_kernel(settings)
     m = outcome.manifest
     state = "up to date" if outcome.up_to_date else f"built in {outcome.seconds:.0f}s"
@@ -122,12 +137,16 @@ def build_kernel(c, source=None, profile=None, base_config=None, fragment=None, 
 @task(help={
     "formats": "package families to build, comma-separated: deb, rpm (default: deb,rpm)",
     "build_dir": "package the newest build made in this folder (default: the newest manifest under dist/)",
+    "kdump_config": "kdump settings file to use instead of configs/kdump.toml (path, core_collector, failure_action, ...)",
+    "no_wait": "if another run is packaging or testing the same release, exit 1 at once instead of waiting",
 })
 @guarded
-def package(c, formats=None, build_dir=None):
+@configured
+def package(c, formats=None, build_dir=None, kdump_config=None, no_wait=False):
     """Build the DEB and RPM sets (kernel, debug vmlinux, kdump config, boot entries) of the last build into dist/<release>/."""
     wanted = package_mod.parse_formats(formats)
-    result = package_mod.package(Manifest.find(build_dir=build_dir), wanted)
+    kdump = kdumpcfg.load(Path(kdump_config)) if kdump_config else None
+    result = package_mod.package(Manifest.find(build_dir=build_dir), wanted, kdump, wait=not no_wait)
     print(result.lines())
     print(f"{result.release}: {len(result.packages)} packages in {result.dist} ({result.seconds:.0f}s)")
 
@@ -143,31 +162,41 @@ def package(c, formats=None, build_dir=None):
     "accel": "auto (KVM if a short trial boot works, else TCG; default), kvm or tcg",
     "kdump_config": "kdump settings file to use instead of configs/kdump.toml (path, core_collector, failure_action, ...)",
     "find_crashkernel": "bisect the smallest crashkernel= that still yields a verified dump; record it in the manifest",
+    "cpus": "vCPUs of the guest, 2 or more (default in configs/crashtest.toml: 2); pinned triggers run on the last",
+    "trigger": "crash path: sysrq (default), panic, bug, exception, softlockup, nmi, warning, "
+               "a comma-separated list, or all (the whole matrix in one call, one report)",
+    "no_wait": "if another run is using the same dist/<release>/, exit 1 at once instead of waiting",
 })
 @guarded
+@configured
 def crash_test(c, manifest=None, release=None, memory=None, crashkernel=None, kexec=None, timeout=None,
-               keep=False, accel=None, kdump_config=None, find_crashkernel=False):
-    """Boot the built kernel in QEMU, crash it with sysrq-c, capture the vmcore with kdump and verify it; exit 1 on failure."""
-    settings = crashtest.CrashTestSettings.from_flags(memory, crashkernel, kexec, timeout, accel, keep, kdump_config)
+               keep=False, accel=None, kdump_config=None, find_crashkernel=False, cpus=None, trigger=None,
+               no_wait=False):
+    """Boot the built kernel in QEMU on N vCPUs, crash it (sysrq, LKDTM or NMI), capture the vmcore with kdump and verify it; exit 1 on failure."""
+    settings = crashtest.CrashTestSettings.from_flags(memory, crashkernel, kexec, timeout, accel, keep, kdump_config,
+                                                      cpus, trigger)
     found = Manifest.find(path=manifest, release=release)
     try:
         if find_crashkernel:
-            sizing = crashsize.find_crashkernel(found, settings)
+            sizing = crashsize.find_crashkernel(found, settings, wait=not no_wait)
             for t in sizing.trials:
                 print(f"  crashkernel={t['crashkernel']:>6}  {'ok  ' if t['ok'] else 'FAIL'}  {t['message']}")
-            print(f"smallest working crashkernel={sizing.minimum}; recommended crashkernel={sizing.recommended}"
-                  f"{'; ' + sizing.note if sizing.note else ''} (recorded in {found.path})")
-            report = sizing.report
+            print(f"smallest working crashkernel={sizing.minimum} with {settings.cpus} vCPUs; recommended "
+                  f"crashkernel={sizing.recommended}{'; ' + sizing.note if sizing.note else ''} (recorded in {found.path})")
+            runs, where = [sizing.report], sizing.report.files["report.json"]
         else:
-            report = crashtest.crash_test(found, settings)
+            matrix = crashtest.crash_test(found, settings, wait=not no_wait)
+            runs, where = matrix.runs, matrix.files["report.json"]
     except crashtest.CrashTestFailed as e:
         print(f"last serial lines:\n{e.tail}\nreport: {e.report.files.get('report.json')}")
         raise
-    t = report.timings
-    print("  ".join(f"{p} {t[p]:.1f}s" for p in PHASES if p in t))
-    print(f"PASS {report.release}: vmcore {report.vmcore['size'] / 2**20:.1f} MiB "
-          f"({100 * report.vmcore['ram_share']:.2f}% of RAM), verified {t['boot_to_verified']:.1f}s "
-          f"after QEMU started ({report.accel}); report: {report.files['report.json']}")
+    for r in runs:
+        t = r.timings
+        tool = r.crash_tool.get("status", "not run")
+        print(f"PASS {r.trigger:<10} {r.release}: crashed on CPU {r.crashed_cpu} of {r.cpus}, others stopped; "
+              f"vmcore {r.vmcore['size'] / 2**20:.1f} MiB, verified {t['boot_to_verified']:.1f}s after QEMU "
+              f"started ({r.accel}); crash: {tool}" + (f" ({r.crash_tool['reason']})" if tool == "skip" else ""))
+    print(f"report: {where}")
 
 
 @task(help={
@@ -178,23 +207,25 @@ def crash_test(c, manifest=None, release=None, memory=None, crashkernel=None, ke
     "timeout": "seconds the VM may run in all (default in configs/installtest.toml: 900)",
     "keep": "also keep the disk image and the kernel and initrd that booted, in dist/<release>/install-test/work/",
     "alongside": "also install this release's image and dbg packages; the guest removes them before the crash",
+    "no_wait": "if another run is using the same dist/<release>/, exit 1 at once instead of waiting",
 })
 @guarded
+@configured
 def install_test(c, release=None, crashkernel=None, find_crashkernel=False, accel=None, timeout=None, keep=False,
-                 alongside=None):
+                 alongside=None, no_wait=False):
     """Install our .deb set into a Debian 12 root, boot it, crash it; Debian's kdump-tools must save a dump we verify."""
     settings = InstallTestSettings.from_flags(release, accel, timeout, keep, crashkernel, find_crashkernel, alongside)
     found = Manifest.find(release=release)
     try:
         if settings.find_crashkernel:
-            sizing = installtest_sizing.find_crashkernel(found, settings)
+            sizing = installtest_sizing.find_crashkernel(found, settings, wait=not no_wait)
             for t in sizing.trials:
                 print(f"  crashkernel={t['crashkernel']:>6}  {'ok  ' if t['ok'] else 'FAIL'}  {t['outcome']}")
             print(f"smallest working crashkernel={sizing.minimum} with kdump-tools' initrd; recommended "
                   f"crashkernel={sizing.recommended} (recorded in {found.path})")
             report = sizing.report
         else:
-            report = installtest.install_test(found, settings)
+            report = installtest.install_test(found, settings, wait=not no_wait)
     except installtest.InstallTestFailed as e:
         print("last serial lines:\n" + "\n".join(e.report.serial_tail))
         print(f"outcome: {e.report.outcome}; report: {e.report.files.get('report.json')}")
@@ -206,3 +237,8 @@ def install_test(c, release=None, crashkernel=None, find_crashkernel=False, acce
     print(f"PASS {report.release}: {report.outcome} by kdump-tools ({report.vmcore.get('flattened_bytes', 0) / 2**20:.1f} MiB "
           f"flattened), {len(report.checks)} checks, crashkernel={report.crashkernel} ({report.accel}); "
           f"report: {report.files['report.json']}")
+
+
+# The collection declares the `kbuild:` keys, so that invoke also reads INVOKE_KBUILD_* variables.
+ns = Collection.from_module(sys.modules[__name__])
+ns.configure(defaults.placeholders())

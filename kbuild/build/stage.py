@@ -16,10 +16,11 @@ from pathlib import Path
 
 from kbuild.build import release as relmod
 from kbuild.build import verify
+from kbuild.build import progress as progress_mod
 from kbuild.build.progress import Progress
 from kbuild.configure.checkconfig import check_config
 from kbuild.configure.stage import config_digest, configure
-from kbuild.core import fs, tools
+from kbuild.core import fs, lock, tools
 from kbuild.core import manifest as mf
 from kbuild.core.errors import BadInput, CheckFailed, CommandFailed
 from kbuild.core.hashing import digest, file_sha256 as sha256, tree_digest
@@ -31,6 +32,16 @@ from kbuild.core.source import KernelTree, locate
 from kbuild.core.toolchain import Toolchain
 
 CCACHE_DIRS = ("/usr/lib/ccache",)
+# ccache without its cold cost, and with hits that survive a new build folder:
+# - depend mode stores a result without running the preprocessor a second time (the kernel's
+#   -Wp,-MMD gives ccache the dependency list), so a cold cache costs about what no cache does;
+# - base_dir / makes absolute paths in the command line relative to the build folder, and the
+#   folder itself stays out of the hash (our prefix maps keep it out of the objects too);
+# - our prefix maps name the folders but always map them to ".", so they leave the hash; the
+#   -D marker keeps these objects apart from any build without the maps in the same cache.
+CCACHE_SETTINGS = {"CCACHE_DEPEND": "1", "CCACHE_BASEDIR": "/", "CCACHE_NOHASHDIR": "1",
+                   "CCACHE_IGNOREOPTIONS": "-ffile-prefix-map=* -Wa,--debug-prefix-map=*"}
+PREFIX_MAP_MARKER = "-DKBUILD_PREFIX_MAPPED_TO_DOT"
 KBUILD = Path(__file__).resolve().parents[1]
 
 
@@ -86,6 +97,7 @@ def build_env(tree: KernelTree, ccache: bool) -> dict[str, str]:
     ccdir = next((d for d in CCACHE_DIRS if os.path.isdir(d)), None)
     if ccache and ccdir and shutil.which("ccache"):
         env["PATH"] = f"{ccdir}:{os.environ.get('PATH', '')}"
+        env.update(CCACHE_SETTINGS)
     else:
         env["CCACHE_DISABLE"] = "1"
     return env
@@ -94,7 +106,7 @@ def build_env(tree: KernelTree, ccache: bool) -> dict[str, str]:
 def make_cmd(tree: KernelTree, build_dir: Path, toolchain: Toolchain, rel: relmod.KernelRelease,
              *targets: str, jobs: int | None = None) -> list[str]:
     # no trailing slash: DW_AT_comp_dir is the build folder itself and must be mapped too
-    maps = f"-ffile-prefix-map={tree.path}=. -ffile-prefix-map={build_dir}=."
+    maps = f"-ffile-prefix-map={tree.path}=. -ffile-prefix-map={build_dir}=. {PREFIX_MAP_MARKER}"
     # gcc does not hand its maps to `as`, whose DWARF for .S files records the build folder
     as_maps = f"-Wa,--debug-prefix-map={tree.path}=. -Wa,--debug-prefix-map={build_dir}=."
     cmd = ["make", "-C", str(tree.path), f"O={build_dir}", *toolchain.make_vars(),
@@ -118,17 +130,12 @@ def first_errors(log_tail: str, limit: int = 8) -> str:
     return "\n".join(lines[:limit]) or "\n".join(log_tail.splitlines()[-limit:])
 
 
-def _expected_objects(build_dir: Path) -> int | None:
-    try:
-        return int((build_dir / ".kbuild-objects").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def compile_kernel(ctx: BuildContext, modules: bool) -> float:
+def compile_kernel(ctx: BuildContext, modules: bool, config_key: str) -> float:
     """`make bzImage [modules]` with a progress bar; on failure, the first error lines and the log."""
     targets = ["bzImage"] + (["modules"] if modules else [])
-    progress = Progress(_expected_objects(ctx.build_dir))
+    expected, why = progress_mod.expected_objects(ctx.build_dir, config_key)
+    from_empty = why != "incremental build, make decides what to redo"
+    progress = Progress(expected, why)
     t = time.monotonic()
     try:
         run(ctx.make(*targets, jobs=ctx.settings.jobs), env=ctx.env, log=ctx.log,
@@ -137,8 +144,8 @@ def compile_kernel(ctx: BuildContext, modules: bool) -> float:
         progress.finish()
         raise CheckFailed(f"compile failed; first errors:\n{first_errors(e.tail)}\nfull log: {ctx.log}") from None
     progress.finish()
-    if progress.done > (progress.expected or 0):  # first build, or a bigger one: new baseline
-        fs.write_atomic(ctx.build_dir / ".kbuild-objects", str(progress.done))
+    if from_empty:   # a full build: the count an ETA for this configuration can trust next time
+        progress_mod.record_objects(config_key, progress.done)
     return time.monotonic() - t
 
 
@@ -225,14 +232,19 @@ def _reusable(mpath: Path, inputs: str) -> Manifest | None:
 
 
 def build_kernel(settings: BuildSettings, toolchain: Toolchain | None = None) -> BuildOutcome:
-    """configure -> release -> compile -> modules -> verify -> manifest."""
+    """configure -> release -> compile -> modules -> verify -> manifest, one writer per build folder."""
     toolchain = toolchain or Toolchain()
     t0 = time.monotonic()
     tree = locate(settings.configure.source)
     rel, findings = plan_release(settings, tree)  # an unsafe release stops here, before any work
     tools.require("build")
     build_dir = (settings.configure.build_dir or settings.configure.default_build_dir(tree.name)).resolve()
-    build_dir.mkdir(parents=True, exist_ok=True)
+    with lock.exclusive(build_dir, "build-kernel", settings.wait):
+        return _build(settings, toolchain, tree, rel, findings, build_dir, t0)
+
+
+def _build(settings: BuildSettings, toolchain: Toolchain, tree: KernelTree, rel: relmod.KernelRelease,
+           findings: list, build_dir: Path, t0: float) -> BuildOutcome:
     conf = configure(settings.configure.with_policy(build_dir, write_release_fragment(build_dir)), toolchain)
     timings = {"configure": round(time.monotonic() - t0, 3)}
     config = build_dir / ".config"
@@ -253,7 +265,7 @@ def build_kernel(settings: BuildSettings, toolchain: Toolchain | None = None) ->
     for p in build_dir.glob("localversion*"):  # the release policy forbids localversion* files in O=
         p.unlink()
     ctx.log.write_text("")
-    timings["compile"] = round(compile_kernel(ctx, modules), 3)
+    timings["compile"] = round(compile_kernel(ctx, modules, config_digest(config)), 3)
     t = time.monotonic()
     if modules:
         install_modules(ctx)
@@ -304,4 +316,5 @@ def manifest_record(ctx: BuildContext, ledger: dict, inputs: str, findings: list
         "artifacts": [{"name": n, "path": str(p), "sha256": sha256(p), "size": p.stat().st_size} for n, p in arts],
         "timings": timings,
         "reproducer": reproducer(settings, tree),
+        "settings_from": dict(settings.origins),   # flags whose value came from an invoke config file
     }

@@ -6,7 +6,7 @@ has; the tree supplies the version (which symbols apply) and `file:line` for hin
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kbuild.configure import kconfig_parse
@@ -29,6 +29,7 @@ class ConfigCheck:
     config: str
     kernel: str
     results: list[CapabilityCheck]
+    warnings: list[CapabilityCheck] = field(default_factory=list)   # advice: printed, never a failure
 
     @property
     def ok(self) -> bool:
@@ -36,12 +37,14 @@ class ConfigCheck:
 
     def to_json(self) -> str:
         return json.dumps({"config": self.config, "kernel": self.kernel, "ok": self.ok,
-                           "results": [asdict(r) for r in self.results]}, indent=2)
+                           "results": [asdict(r) for r in self.results],
+                           "warnings": [asdict(w) for w in self.warnings]}, indent=2)
 
     def lines(self) -> str:
-        width = max(len(r.capability) for r in self.results)
-        return "\n".join(f"{'PASS' if r.ok else 'FAIL'}  {r.capability.ljust(width)}  {r.why}"
-                         for r in self.results)
+        width = max(len(r.capability) for r in self.results + self.warnings)
+        return "\n".join([f"{'PASS' if r.ok else 'FAIL'}  {r.capability.ljust(width)}  {r.why}"
+                          for r in self.results]
+                         + [f"WARN  {w.capability.ljust(width)}  {w.why}" for w in self.warnings])
 
 
 def check_config(config: Path, tree: KernelTree, toolchain: Toolchain | None = None) -> ConfigCheck:
@@ -78,4 +81,6 @@ def check_config(config: Path, tree: KernelTree, toolchain: Toolchain | None = N
         on = values.get(f.symbol) not in (None, "n")
         results.append(CapabilityCheck(f"no-{f.symbol.lower().replace('_', '-')}", not on,
                                        f"{shown(f.symbol)}{where(f.symbol)}: {f.reason}" if on else shown(f.symbol)))
-    return ConfigCheck(str(config), str(tree.version), results)
+    warnings = [CapabilityCheck(a.symbol.lower().replace("_", "-"), False, f"{shown(a.symbol)}{where(a.symbol)}: {a.reason}")
+                for a in reqs.advice if values.get(a.symbol) != "y"]
+    return ConfigCheck(str(config), str(tree.version), results, warnings)

@@ -36,10 +36,20 @@ class Forbidden:
 
 
 @dataclass(frozen=True)
+class Advice:
+    """An option whose absence check-config warns about but does not fail (configure does not enforce it)."""
+
+    symbol: str
+    reason: str
+    source: str
+
+
+@dataclass(frozen=True)
 class Requirements:
     version: KernelVersion
     capabilities: tuple[Capability, ...]
     forbidden: tuple[Forbidden, ...]
+    advice: tuple[Advice, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,7 @@ class RequirementsFile:
 
     capability: tuple[CapabilitySpec, ...]
     forbid: tuple[Forbidden, ...] = ()
+    advise: tuple[Advice, ...] = ()
 
 
 def _vkey(text: str) -> tuple[int, ...]:
@@ -93,4 +104,4 @@ def load(version: KernelVersion, path: Path | None = None) -> Requirements:
                            f"(capability {c.id} in {path.name})")
         w = max(usable, key=lambda w: _vkey(w.min))
         caps.append(Capability(c.id, c.reason, c.source, w.all_of or w.any_of, bool(w.any_of), c.prefer))
-    return Requirements(version, tuple(caps), data.forbid)
+    return Requirements(version, tuple(caps), data.forbid, data.advise)

@@ -3,17 +3,62 @@ from __future__ import annotations
 
 import errno
 import functools
+import inspect
 import os
 import sys
 import traceback
 
 from invoke.exceptions import Exit
 
+from kbuild.core import defaults
 from kbuild.core.errors import KbuildError
 
 
+# invoke's own options that take a value: their value is not a task name
+_CORE_VALUED = {"-f", "--config", "-c", "--collection", "-r", "--search-root", "-w", "--write-pyc",
+                "--prefix", "--complete", "--print-completion-script", "-e", "--echo-format"}
+
+
+def core_args(argv: list[str]) -> list[str]:
+    """invoke's own options: everything before the first task name."""
+    out, skip = [], False
+    for arg in argv[1:]:
+        if skip:
+            skip = False
+        elif arg.startswith("-"):
+            out.append(arg)
+            skip = arg in _CORE_VALUED
+        else:
+            break
+    return out
+
+
 def debugging() -> bool:
-    return "--debug" in sys.argv or "-d" in sys.argv or bool(os.environ.get("KBUILD_DEBUG"))
+    """`invoke --debug TASK` (or -d before the task): a task's own -d flag does not count."""
+    core = core_args(sys.argv)
+    return "--debug" in core or "-d" in core or bool(os.environ.get("KBUILD_DEBUG"))
+
+
+def configured(fn):
+    """Fill each flag the user did not give from the `kbuild:` section of invoke's config files.
+    An explicit flag always wins. What was filled, and from where, is in defaults.filled()."""
+    params = list(inspect.signature(fn).parameters)[1:]
+
+    @functools.wraps(fn)
+    def wrapper(c, *args, **kwargs):
+        resolved = defaults.resolve(c.config)
+        filled = {}
+        for name in params:
+            if name in resolved.values and kwargs.get(name) in (None, False, []):
+                value = resolved.values[name]
+                kwargs[name] = list(value) if isinstance(value, tuple) else value
+                filled[name] = resolved.origins[name]
+        token = defaults.FILLED.set(filled)
+        try:
+            return fn(c, *args, **kwargs)
+        finally:
+            defaults.FILLED.reset(token)
+    return wrapper
 
 
 def guarded(fn):

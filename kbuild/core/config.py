@@ -83,7 +83,7 @@ def build(cls: type[T], data: dict, where: str) -> T:
     keys = {f.metadata.get("key", name): name for name, f in fields.items()}
     unknown = sorted(set(data) - set(keys))
     if unknown:
-        raise ConfigError(f"{_at(where)} unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(keys))}")
+        raise ConfigError(f"{_at(where)} unknown key(s) {', '.join(map(_show, unknown))}; known: {', '.join(sorted(keys))}")
     missing = sorted(k for k, name in keys.items() if k not in data
                      and fields[name].default is dataclasses.MISSING
                      and fields[name].default_factory is dataclasses.MISSING)
@@ -94,7 +94,12 @@ def build(cls: type[T], data: dict, where: str) -> T:
     try:
         return cls(**kwargs)
     except (TypeError, ValueError, BadInput) as e:   # the dataclass's own checks (__post_init__)
-        raise ConfigError(f"{_at(where)} {e}") from None
+        raise ConfigError(f"{_at(where)} {e}".replace("\n", "\\n").replace("\r", "\\r")) from None
+
+
+def _show(key: str) -> str:
+    """A key as printed in a one-line message: repr-escaped unless it is plain."""
+    return key if key.isprintable() and key.isascii() and " " not in key else repr(key)
 
 
 def _at(where: str) -> str:

@@ -16,12 +16,24 @@ from kbuild.core.errors import CheckFailed
 PROGRAM = "makedumpfile"
 COMPRESSION = {"-c": "zlib", "-l": "lzo", "-p": "snappy", "-z": "zstd"}   # at most one
 SHORT_FLAGS = frozenset("clpzeEFRXDfv")
-SHORT_VALUE = frozenset("bdLxig")
-LONG_VALUE = frozenset({"message-level", "config", "eppic", "num-threads", "cyclic-buffer",
-                        "splitblock-size", "work-dir", "xen-syms", "xen-vmcoreinfo", "xen_phys_start",
-                        "vtop", "diskset"})
+# Options that take a value, each with the grammar of that value (VALUE below).
+SHORT_VALUE = {"b": "int", "d": "levels", "L": "size", "x": "path", "i": "path", "g": "path"}
+LONG_VALUE = {"message-level": "int", "config": "path", "eppic": "path", "num-threads": "int",
+              "cyclic-buffer": "int", "splitblock-size": "int", "work-dir": "path",
+              "xen-syms": "path", "xen-vmcoreinfo": "path", "xen_phys_start": "hex",
+              "vtop": "hex", "diskset": "path"}
 LONG_FLAGS = frozenset({"split", "reassemble", "non-mmap", "non-cyclic", "dump-dmesg", "partial-dmesg",
                         "mem-usage", "dry-run", "show-stats", "check-params"})
+# An absolute path that every consumer takes literally: kdump.conf (where `#` starts a comment),
+# kdump-config's unquoted $MAKEDUMP_ARGS (word splitting and globbing) and shell scripts.
+# Portable file name characters only; each part non-empty, no `.` or `..` parts.
+PATH = re.compile(r"(?:/(?!\.\.?(?:/|$))[A-Za-z0-9._+-]+)+")
+PATH_RULE = "an absolute path of letters, digits and . _ + - (no '.' or '..' parts, no trailing '/')"
+VALUE = {"int": (re.compile(r"[0-9]{1,9}"), "a decimal number"),
+         "size": (re.compile(r"[0-9]{1,19}[KMGkmg]?"), "a size such as 512M"),
+         "hex": (re.compile(r"(?:0x)?[0-9a-fA-F]{1,16}"), "a hexadecimal address"),
+         "path": (PATH, PATH_RULE),
+         "levels": (re.compile(r"[0-9]{1,2}(?:,[0-9]{1,2})*"), "dump levels such as 31 or 31,11,1")}
 
 
 @dataclass(frozen=True)
@@ -65,7 +77,7 @@ def parse(core_collector: str) -> Collector:
                     if i >= len(args):
                         raise CheckFailed(f"core_collector: --{name} needs a value")
                     value, i = args[i], i + 1
-                options.append((f"--{name}", value))
+                options.append((f"--{name}", _value(f"--{name}", LONG_VALUE[name], value)))
             elif name in LONG_FLAGS and not eq:
                 options.append((f"--{name}", None))
             else:
@@ -83,7 +95,7 @@ def parse(core_collector: str) -> Collector:
                     value, i = args[i], i + 1
                 if ch == "d":
                     levels.extend(dump_levels(value))
-                options.append((f"-{ch}", value))
+                options.append((f"-{ch}", _value(f"-{ch}", SHORT_VALUE[ch], value)))
                 break
             if ch not in SHORT_FLAGS:
                 raise CheckFailed(f"core_collector: unknown makedumpfile option -{ch}")
@@ -92,6 +104,36 @@ def parse(core_collector: str) -> Collector:
             if f"-{ch}" in COMPRESSION:
                 comp.append(f"-{ch}")
     return Collector(words[0], tuple(args), frozenset(flags), tuple(levels), tuple(comp), tuple(options))
+
+
+def _value(option: str, kind: str, value: str) -> str:
+    """An option's value in its own grammar; nothing else can pass kdump's unquoted expansion."""
+    pattern, rule = VALUE[kind]
+    if not pattern.fullmatch(value):
+        raise CheckFailed(f"core_collector: {option} {value!r} is not {rule}")
+    return value
+
+
+def settings_collector(core_collector: str) -> Collector:
+    """A core_collector as a settings file may give it: `makedumpfile` by name (both families run
+    their own), then options from the table above, single spaces, no quoting. Such a value is the
+    same word list in /etc/kdump.conf and in kdump-tools' MAKEDUMP_ARGS, which neither quotes."""
+    words = core_collector.split(" ")
+    if words[0] != PROGRAM:
+        raise CheckFailed(f"core_collector {core_collector!r}: must start with {PROGRAM!r} by name "
+                          "(not a path: each distro runs its own; Debian's kdump-tools only takes "
+                          "makedumpfile arguments)")
+    if "" in words:
+        raise CheckFailed(f"core_collector {core_collector!r}: separate the words with single spaces")
+    bad = next((w for w in words if not _WORD.fullmatch(w)), None)
+    if bad is not None:
+        raise CheckFailed(f"core_collector {core_collector!r}: {bad!r} has a character kdump would "
+                          "not pass on literally (quotes, globs, '#', '$', '%'); use letters, "
+                          "digits and . _ , : / + = -")
+    return parse(core_collector)
+
+
+_WORD = re.compile(r"[A-Za-z0-9._,:/+=-]+")
 
 
 def dump_levels(value: str) -> list[int]:

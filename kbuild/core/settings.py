@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from kbuild.core import config
 from kbuild.core.errors import BadInput
-from kbuild.core.paths import CONFIGS
+from kbuild.core.paths import CONFIGS, dist_root
 
 from kbuild.core.paths import REPO
 DEFAULT_PROFILE = "minimal"
@@ -84,6 +84,21 @@ class ConfigureSettings:
         return replace(self, build_dir=build_dir, policy_fragments=self.policy_fragments + (fragment,))
 
 
+def as_int(value, flag: str, minimum: int = 0) -> int | None:
+    """A numeric flag's value (text from the command line, or a number from a config file)."""
+    if value is None:
+        return None
+    try:
+        n = int(value)
+        if isinstance(value, float) and n != value or isinstance(value, bool):
+            raise ValueError(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"{flag} {value!r}: expected a whole number") from None
+    if n < minimum:
+        raise BadInput(f"{flag} {value!r}: must be at least {minimum}")
+    return n
+
+
 @dataclass(frozen=True)
 class BuildSettings:
     """configure's settings plus what the compile needs; validated before any work."""
@@ -94,18 +109,17 @@ class BuildSettings:
     jobs: int = 0  # 0: one per CPU
     ccache: bool = True
     allow_unsafe_release: bool = False
-    dist: Path = REPO / "dist"
+    dist: Path = field(default_factory=dist_root)
+    wait: bool = True                                          # for another run in the same build folder
+    origins: dict[str, str] = field(default_factory=dict)      # flag -> the config file it came from
 
     @classmethod
-    def from_flags(cls, configure: ConfigureSettings, localversion="kdump", build_number=None, jobs=None,
-                   ccache=True, allow_unsafe_release=False, dist=None) -> "BuildSettings":
-        if jobs is not None and int(jobs) < 1:
-            raise BadInput(f"--jobs {jobs}: must be at least 1")
-        if build_number is not None:
-            try:
-                build_number = int(build_number)
-            except ValueError:
-                raise BadInput(f"--build-number {build_number!r}: must be a non-negative integer") from None
-        dist = dist or os.environ.get("KBUILD_DIST_DIR") or REPO / "dist"  # env: benchmarks, tests
+    def from_flags(cls, configure: ConfigureSettings, localversion=None, build_number=None, jobs=None,
+                   ccache=True, allow_unsafe_release=False, dist=None, wait=True,
+                   origins=None) -> "BuildSettings":
+        jobs = as_int(jobs, "--jobs", 1)
+        build_number = as_int(build_number, "--build-number", 0)
+        dist = dist or dist_root()  # KBUILD_DIST_DIR: benchmarks, tests
         return cls(configure, localversion if localversion is not None else "kdump", build_number,
-                   int(jobs or 0) or (os.cpu_count() or 1), ccache, allow_unsafe_release, Path(dist))
+                   jobs or (os.cpu_count() or 1), ccache, allow_unsafe_release, Path(dist), wait,
+                   dict(origins or {}))

@@ -76,9 +76,45 @@ production() {
         reboot -f
     fi
     echo "crash-test nonce $nonce" > /dev/kmsg
-    say "crashing"
-    echo c > /proc/sysrq-trigger
-    say "FAIL still running after sysrq-trigger"
+    fire_trigger
+}
+
+# The crash path comes on the command line (crashtest.trigger/fire/sysctl/settle), so one
+# image serves every trigger. A pinned trigger runs on the last online CPU.
+arg() { sed -n "s/.*crashtest\.$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
+fire_trigger() {
+    trigger=$(arg trigger); fire=$(arg fire); settle=$(arg settle)
+    cpu=$(( $(nproc) - 1 ))
+    # The boot's own switch from tsc-early to the refined tsc (about 1 s after boot) runs
+    # stop_machine, which needs every CPU: a trigger that holds a CPU (a soft lockup) would make
+    # the waiting CPU report the lockup instead. Let it finish first (at most 5 s).
+    n=0
+    cs=/sys/devices/system/clocksource/clocksource0/current_clocksource
+    while [ "$(cat $cs 2> /dev/null)" = tsc-early ] && [ $n -lt 50 ]; do usleep 100000; n=$((n + 1)); done
+    say "cpus online=$(nproc) clocksource=$(cat $cs 2> /dev/null)"
+    for s in $(arg sysctl | tr , ' '); do
+        sysctl -w "$s" > /dev/null || { say "FAIL cannot set sysctl $s"; reboot -f; }
+    done
+    case "$fire" in
+        sysrq)
+            say "crashing trigger=$trigger cpu=$cpu"
+            taskset -c "$cpu" sh -c 'echo c > /proc/sysrq-trigger' &
+            ;;
+        lkdtm:*)
+            for m in $TRIGGER_MODULES; do insmod "/lib/modules/$m" || { say "FAIL insmod $m"; reboot -f; }; done
+            mount -t debugfs debugfs /sys/kernel/debug 2> /dev/null
+            [ -w /sys/kernel/debug/provoke-crash/DIRECT ] || { say "FAIL no LKDTM trigger file"; reboot -f; }
+            say "crashing trigger=$trigger cpu=$cpu"
+            taskset -c "$cpu" sh -c "echo ${fire#lkdtm:} > /sys/kernel/debug/provoke-crash/DIRECT" &
+            ;;
+        nmi)
+            say "crashing trigger=$trigger cpu=any host=nmi"
+            ;;
+        *)
+            say "FAIL unknown trigger $fire"; reboot -f ;;
+    esac
+    sleep "$settle"
+    say "FAIL the trigger did not crash the kernel ($trigger, ${settle}s after it fired)"
     reboot -f
 }
 
@@ -117,12 +153,14 @@ class CaptureConfig:
     core_collector: str
     failure_action: str
     modules: tuple[str, ...] = ()  # paths under /lib/modules, in load order
+    trigger_modules: tuple[str, ...] = ()  # loaded only before an LKDTM trigger (lkdtm.ko and its deps)
 
     def render(self) -> str:
         q = shlex.quote
         return (f"KEXEC_FLAG={q(self.kexec_flag)}\nCAPTURE_CMDLINE={q(self.capture_cmdline)}\n"
                 f"DUMP_PATH={q(self.dump_path)}\nCORE_COLLECTOR={q(self.core_collector)}\n"
-                f"FAILURE_ACTION={q(self.failure_action)}\nMODULES={q(' '.join(self.modules))}\n")
+                f"FAILURE_ACTION={q(self.failure_action)}\nMODULES={q(' '.join(self.modules))}\n"
+                f"TRIGGER_MODULES={q(' '.join(self.trigger_modules))}\n")
 
 
 @dataclass(frozen=True)
@@ -239,7 +277,7 @@ def build(out: Path, conf: CaptureConfig, *, modules_root: Path | None = None, m
         for lib in shared_libraries(progs[name]):
             put_file(lib, lib)
     put_file(LOADER, LOADER, stat.S_IFREG | 0o755)
-    for rel in conf.modules:
+    for rel in dict.fromkeys(conf.modules + conf.trigger_modules):
         put_file(f"/lib/modules/{rel}", modules_root / rel, stat.S_IFREG | 0o644)
     put("/init", stat.S_IFREG | 0o755, INIT.encode())
     put("/etc/crashtest.conf", stat.S_IFREG | 0o644, conf.render().encode())

@@ -8,7 +8,9 @@ catches hangs.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,14 +31,45 @@ class VmSpec:
     disk: Path
     memory: str = "1G"
     accel: str = "tcg"
+    cpus: int = 2
+    qmp: Path | None = None   # a QMP socket, for the host's crash paths (inject-nmi)
 
     def command(self) -> list[str]:
-        return [QEMU, "-accel", self.accel, "-machine", "pc", "-m", self.memory, "-smp", "1",
+        # multi-threaded TCG: one host thread per vCPU, so the vCPUs really run concurrently
+        accel = "tcg,thread=multi" if self.accel == "tcg" else self.accel
+        qmp = ["-qmp", f"unix:{self.qmp},server=on,wait=off"] if self.qmp else []
+        return [QEMU, "-accel", accel, "-machine", "pc", "-m", self.memory, "-smp", str(self.cpus), *qmp,
                 "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
                 "-no-reboot", "-kernel", str(self.kernel), "-initrd", str(self.initrd),
                 "-append", self.cmdline,
                 "-drive", f"file={self.disk},format=raw,if=none,id=dump,cache=unsafe",
                 "-device", "virtio-blk-pci,drive=dump"]
+
+
+def qmp_command(sock: Path, command: str, timeout: float = 10.0) -> dict:
+    """One QMP command on a running VM (greeting, qmp_capabilities, command); returns QMP's reply.
+
+    QMP is a JSON socket, not a program: there is no subprocess to log, so the exchange is
+    returned for the report instead.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(sock))
+        stream = s.makefile("rw", encoding="utf-8")
+
+        def reply() -> dict:
+            while True:   # skip asynchronous events
+                msg = json.loads(stream.readline() or "{}")
+                if "event" not in msg:
+                    return msg
+        reply()   # greeting
+        for cmd in ("qmp_capabilities", command):
+            stream.write(json.dumps({"execute": cmd}) + "\n")
+            stream.flush()
+            answer = reply()
+            if "return" not in answer:
+                raise OSError(f"QMP {cmd}: {answer.get('error', answer)}")
+        return answer
 
 
 @dataclass
@@ -102,14 +135,14 @@ def kvm_works(kernel: Path, seconds: float, log: Path) -> tuple[bool, str]:
                 seen.append(line.t)
                 return time.monotonic()  # proven; stop now
             return None
-        run = stream(cmd, deadline=time.monotonic() + seconds, log=log, on_line=banner)
+        trial = stream(cmd, deadline=time.monotonic() + seconds, log=log, on_line=banner)
         if seen:
             verdict = (True, f"a KVM trial boot printed its banner after {seen[0]:.1f}s")
-        elif run.timed_out:
+        elif trial.timed_out:
             verdict = (False, f"a KVM trial boot printed nothing in {seconds:g}s")
         else:
-            verdict = (False, f"a KVM trial boot failed (QEMU exited {run.returncode}: "
-                              f"{run.tail(1)[:160] or 'no output'})")
+            verdict = (False, f"a KVM trial boot failed (QEMU exited {trial.returncode}: "
+                              f"{trial.tail(1)[:160] or 'no output'})")
     _kvm_verdict[key] = verdict
     return verdict
 

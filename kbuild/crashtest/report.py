@@ -29,6 +29,8 @@ class Failure:
 
 @dataclass
 class CrashReport:
+    """One trigger's run: boot, crash, capture, verification."""
+
     release: str
     build_id: str
     nonce: str
@@ -47,6 +49,12 @@ class CrashReport:
     qemu: list[str] = field(default_factory=list)
     tools: dict[str, str] = field(default_factory=dict)
     search: list[dict] = field(default_factory=list)  # --find-crashkernel trials
+    trigger: str = "sysrq"
+    cpus: int = 1
+    pinned_cpu: int | None = None     # where the trigger ran (None: not pinned, the NMI)
+    crashed_cpu: int | None = None    # read from the dump (panic_cpu)
+    cpu_stops: list[dict] = field(default_factory=list)   # per CPU: saved registers, task, stacks, stop path
+    crash_tool: dict = field(default_factory=dict)        # Debian's crash: status pass|fail|skip, reason, checks
 
     @property
     def ok(self) -> bool:
@@ -92,5 +100,72 @@ class CrashReport:
         suite.set("errors", "0")
         suite.set("skipped", str(sum(1 for c in suite.iter("skipped"))))
         suite.set("time", f"{sum(self.timings.get(p, 0.0) for p in PHASES):.3f}")
+        ET.indent(suite)
+        return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+
+
+@dataclass
+class MatrixReport:
+    """`--trigger all` (or one trigger): one run per trigger, one verdict, one report."""
+
+    release: str
+    build_id: str
+    cpus: int
+    triggers: list[str]
+    runs: list[CrashReport] = field(default_factory=list)
+    failure: Failure | None = None       # before any run (prepare)
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None and len(self.runs) == len(self.triggers) and all(r.ok for r in self.runs)
+
+    @property
+    def failed(self) -> list[CrashReport]:
+        return [r for r in self.runs if not r.ok]
+
+    def to_dict(self) -> dict:
+        return {"schema": 2, "verdict": "pass" if self.ok else "fail", "release": self.release,
+                "build_id": self.build_id, "cpus": self.cpus, "triggers": self.triggers,
+                "failure": asdict(self.failure) if self.failure else None,
+                "summary": {r.trigger: {"verdict": "pass" if r.ok else "fail",
+                                        "failure": r.failure.message if r.failure else None,
+                                        "crashed_cpu": r.crashed_cpu,
+                                        "crash_tool": r.crash_tool.get("status", "not run"),
+                                        "boot_to_verified": r.timings.get("boot_to_verified")}
+                            for r in self.runs},
+                "files": self.files, "runs": [r.to_dict() for r in self.runs]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def to_junit(self) -> str:
+        """One testcase per trigger, and one per trigger for `crash` (skipped where it predates the kernel)."""
+        suite = ET.Element("testsuite", name="crash-test", hostname=self.release)
+        for r in self.runs:
+            total = r.timings.get("boot_to_verified") or sum(r.timings.get(p, 0.0) for p in PHASES)
+            case = ET.SubElement(suite, "testcase", classname="crash-test.trigger", name=r.trigger,
+                                 time=f"{total:.3f}")
+            if r.failure:
+                msg = f"phase {r.failure.phase}: {r.failure.message}"
+                ET.SubElement(case, "failure", message=msg).text = msg
+            tool = r.crash_tool
+            case = ET.SubElement(suite, "testcase", classname="crash-test.crash-tool", name=r.trigger,
+                                 time=f"{tool.get('seconds', 0.0):.3f}")
+            status = tool.get("status")
+            if status == "skip":
+                ET.SubElement(case, "skipped", message=tool["reason"])
+            elif status == "fail":
+                ET.SubElement(case, "failure", message=tool["reason"]).text = tool["reason"]
+            elif status != "pass":
+                ET.SubElement(case, "skipped", message="not reached: the run failed before the dump was verified")
+        for name in self.triggers[len(self.runs):]:
+            case = ET.SubElement(suite, "testcase", classname="crash-test.trigger", name=name, time="0")
+            msg = self.failure.message if self.failure else "not run"
+            ET.SubElement(case, "failure" if self.failure else "skipped", message=msg)
+        suite.set("tests", str(sum(1 for _ in suite.iter("testcase"))))
+        suite.set("failures", str(sum(1 for _ in suite.iter("failure"))))
+        suite.set("errors", "0")
+        suite.set("skipped", str(sum(1 for _ in suite.iter("skipped"))))
         ET.indent(suite)
         return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"

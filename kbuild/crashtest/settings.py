@@ -1,6 +1,7 @@
 """The crash test's settings: configs/crashtest.toml (typed, read once) and the task's flags."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,8 @@ POLICY_FILE = CONFIGS / "crashtest.toml"
 @dataclass(frozen=True)
 class Guest:
     memory: str
+    cpus: int
+    trigger: str
     timeout: float
     kexec: str
     accel: str
@@ -26,6 +29,53 @@ class Guest:
     def __post_init__(self):
         for name in ("memory", "disk_headroom"):
             sizes.parse(getattr(self, name), f"guest.{name}")
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """One crash path: how /init fires it and what the dump must show afterwards."""
+
+    fire: str                 # sysrq | nmi | lkdtm:<TYPE>
+    pinned: bool
+    sysctls: tuple[str, ...]
+    settle: float
+    signature: tuple[str, ...]
+    stack: str
+    crash_bt: str
+    crash_panic: str
+    needs: dict[str, str] = field(default_factory=dict)
+    in_all: bool = True
+    name: str = ""            # filled in from the table key
+
+    def __post_init__(self):
+        kind, _, arg = self.fire.partition(":")
+        if kind not in ("sysrq", "nmi", "lkdtm") or (kind == "lkdtm") != bool(arg) \
+                or not re.fullmatch(r"[A-Z0-9_]*", arg):
+            raise ValueError(f"fire {self.fire!r}: expected sysrq, nmi or lkdtm:<TYPE>")
+        for s in self.sysctls:
+            if not re.fullmatch(r"[a-z0-9_.]+=[0-9]+", s):
+                raise ValueError(f"sysctls: {s!r} is not name=number")
+        if not self.signature:
+            raise ValueError("signature: give at least one line")
+
+    @property
+    def kind(self) -> str:
+        return self.fire.partition(":")[0]
+
+    def lines(self, cpu: int | None) -> list[str]:
+        """The signature lines, with {cpu} filled in where the trigger is pinned."""
+        return [s.replace("{cpu}", str(cpu)) if cpu is not None else s.split("{cpu}")[0] for s in self.signature]
+
+
+@dataclass(frozen=True)
+class Stop:
+    function: str
+
+
+@dataclass(frozen=True)
+class CrashTool:
+    timeout: float
+    newest_kernel: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -59,11 +109,35 @@ class CrashTestPolicy:
     guest: Guest
     needs: dict[str, Need]
     loader: dict[str, Loader]
+    trigger: dict[str, Trigger]
+    stop: Stop
+    crash_tool: CrashTool
     find: Find
+
+    def __post_init__(self):
+        if self.guest.trigger not in self.trigger:
+            raise ValueError(f"guest.trigger {self.guest.trigger!r} is not a [trigger.*] table")
 
 
 def policy() -> CrashTestPolicy:
-    return config.cached(CrashTestPolicy, POLICY_FILE)
+    pol = config.cached(CrashTestPolicy, POLICY_FILE)
+    for name, t in pol.trigger.items():
+        if not t.name:
+            object.__setattr__(t, "name", name)   # the table key is the trigger's name
+    return pol
+
+
+def parse_triggers(text: str | None) -> tuple[Trigger, ...]:
+    """--trigger: one name, a comma-separated list, or `all` (every trigger with in_all)."""
+    table = policy().trigger
+    text = (text or policy().guest.trigger).strip()
+    if text == "all":
+        return tuple(t for t in table.values() if t.in_all)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in table]
+    if unknown or not names:
+        raise BadInput(f"--trigger {text!r}: choose {', '.join(table)} or all (a comma-separated list works too)")
+    return tuple(table[n] for n in dict.fromkeys(names))
 
 
 @dataclass(frozen=True)
@@ -77,10 +151,12 @@ class CrashTestSettings:
     timeout: float = 300.0
     accel: str = "auto"
     keep: bool = False
+    cpus: int = 2
+    triggers: tuple[Trigger, ...] = ()
 
     @classmethod
     def from_flags(cls, memory=None, crashkernel=None, kexec=None, timeout=None, accel=None, keep=False,
-                   kdump_config=None) -> "CrashTestSettings":
+                   kdump_config=None, cpus=None, trigger=None) -> "CrashTestSettings":
         pol = policy()
         kdump = kdumpcfg.load(Path(kdump_config) if kdump_config else None)
         mem = sizes.parse(memory or pol.guest.memory, "--memory")
@@ -111,4 +187,10 @@ class CrashTestSettings:
             raise BadInput(f"--timeout {timeout!r}: expected seconds") from None
         if timeout <= 0:
             raise BadInput(f"--timeout {timeout:g}: must be positive")
-        return cls(kdump, mem, parsed.size, kexec, timeout, accel, bool(keep))
+        try:
+            n = int(cpus if cpus is not None else pol.guest.cpus)
+        except ValueError:
+            raise BadInput(f"--cpus {cpus!r}: expected a number of vCPUs such as 2") from None
+        if not 2 <= n <= 64:
+            raise BadInput(f"--cpus {n}: give 2 to 64 (one vCPU cannot show another CPU being stopped)")
+        return cls(kdump, mem, parsed.size, kexec, timeout, accel, bool(keep), n, parse_triggers(trigger))

@@ -13,12 +13,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kbuild.core.errors import CheckFailed
+from kbuild.core import lock
+from kbuild.core.errors import BadInput, CheckFailed
 from kbuild.core.manifest import Manifest
 from kbuild.core.sizes import fmt as fmt_size, parse as parse_size
 from kbuild.crashtest.report import PHASES, CrashReport
 from kbuild.crashtest.settings import CrashTestSettings, policy
-from kbuild.crashtest.stage import CrashTestFailed, Prepared, finalize, prepare, relocate, run_once, stage
+from kbuild.crashtest.stage import CrashTestFailed, Prepared, finalize, prepare, relocate, run_once, staging
 
 
 @dataclass
@@ -30,13 +31,21 @@ class CrashkernelSizing:
     note: str = ""
 
 
-def find_crashkernel(m: Manifest, settings: CrashTestSettings) -> CrashkernelSizing:
+def find_crashkernel(m: Manifest, settings: CrashTestSettings, wait: bool = True) -> CrashkernelSizing:
+    """crash-test, one run at a time per dist/<release>/ (`wait=False`: refuse at once if another holds it)."""
+    with lock.exclusive(m.dist, "crash-test", wait):
+        return _find_crashkernel(m, settings)
+
+
+def _find_crashkernel(m: Manifest, settings: CrashTestSettings) -> CrashkernelSizing:
     """Bisect the smallest crashkernel= that still gives a verified dump; record it in the manifest."""
     find = policy().find
     step = parse_size(find.step, "find.step")
     low = parse_size(find.low, "find.low")
     high = settings.crashkernel   # bytes, parsed once with the kernel's grammar
-    staged, final = stage(m)
+    if len(settings.triggers) != 1:
+        raise BadInput("--find-crashkernel measures one trigger; give --trigger NAME, not a list or all")
+    staged, final = staging(m)
     trials: list[dict] = []
     try:
         prep = prepare(m, settings, staged / "work")
@@ -44,7 +53,7 @@ def find_crashkernel(m: Manifest, settings: CrashTestSettings) -> CrashkernelSiz
 
         def trial(size: int, timeout: float) -> bool:
             out = staged / "trials" / f"crashkernel-{fmt_size(size)}"
-            report, tail = run_once(prep, size, timeout, out)
+            report, tail = run_once(prep, settings.triggers[0], size, timeout, out)
             results[size] = (report, tail, out)
             trials.append({"crashkernel": fmt_size(size), "ok": report.ok,
                            "phase": report.failure.phase if report.failure else None,
@@ -99,6 +108,7 @@ def _record(m: Manifest, prep: Prepared, sizing: CrashkernelSizing) -> None:
     now.updated(crashkernel={
         "minimum": sizing.minimum, "recommended": sizing.recommended,
         "memory": fmt_size(prep.settings.memory), "kexec": prep.settings.kexec, "accel": prep.accel,
+        "cpus": prep.settings.cpus, "trigger": prep.settings.triggers[0].name,
         "core_collector": prep.settings.kdump.core_collector,
         "initramfs": {"size": prep.image.size, "sha256": prep.image.sha256},
         "step": policy().find.step, "trials": sizing.trials, "note": sizing.note,

@@ -1,35 +1,38 @@
 """`invoke crash-test`: boot the built kernel in QEMU, crash it, capture the vmcore, prove it is ours.
 
-One VM run does both boots. The production kernel's /init loads the same bzImage as
-capture kernel (kexec -s or -c, into the crashkernel= reservation), writes a per-run nonce
-to the kernel log and triggers sysrq-c; the capture kernel's /init runs the configured
-core_collector into <path>/<nonce>/vmcore-incomplete on an ext4 disk and renames it. The
-host then reads the disk with debugfs and verifies the dump from every side: format and
-completeness, the dump's own dmesg (sysrq line and nonce), VMCOREINFO OSRELEASE and
-BUILD-ID against the manifest, and drgn opening it with the debug vmlinux and finding
-sysrq_handle_crash on the crashed task's stack. A stale, foreign or truncated dump fails.
+One VM run (N vCPUs) per trigger does both boots. The production kernel's /init loads the
+same bzImage as capture kernel (kexec -s or -c, into the crashkernel= reservation), writes
+a per-run nonce to the kernel log and fires the trigger (sysrq-c or LKDTM pinned to the
+last CPU, or the host's NMI); the capture kernel's /init runs the configured core_collector
+into <path>/<nonce>/vmcore-incomplete on an ext4 disk and renames it. The host then reads
+the disk with debugfs and verifies the dump from every side: format and completeness, the
+dump's own dmesg (the trigger's signature and the nonce), VMCOREINFO OSRELEASE and BUILD-ID
+against the manifest, drgn (the trigger's function on the crashed stack, the crashed CPU,
+registers for every CPU, every other CPU stopped by kdump's NMI), and Debian's `crash`.
+A stale, foreign or truncated dump fails.
 """
 from __future__ import annotations
 
 import re
 import shutil
+import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kbuild.build.verify import elf_build_id
 from kbuild.configure.checkconfig import check_config
-from kbuild.core import fs, makedumpfile, sizes, tools
+from kbuild.core import fs, lock, makedumpfile, sizes, tools
 from kbuild.core.errors import CheckFailed, CommandFailed, KbuildError, MissingTool
 from kbuild.core.hashing import file_sha256
 from kbuild.core.kconfigfile import read_values
 from kbuild.core.manifest import Manifest
 from kbuild.core.proc import run
 from kbuild.core.source import locate
-from kbuild.crashtest import initramfs, qemu, vmcore
-from kbuild.crashtest.report import Check, CrashReport, Failure
-from kbuild.crashtest.settings import CrashTestSettings, Need, policy
+from kbuild.crashtest import cpus as cpumod, crashtool, initramfs, qemu, vmcore
+from kbuild.crashtest.report import Check, CrashReport, Failure, MatrixReport
+from kbuild.crashtest.settings import CrashTestSettings, Need, Trigger, policy
 from kbuild.crashtest.watch import ConsoleWatch, RunFacts, diagnose
 
 MIB = sizes.MIB
@@ -38,9 +41,13 @@ MIB = sizes.MIB
 class CrashTestFailed(CheckFailed):
     """The test ran and failed; carries the report (already written) and the last console lines."""
 
-    def __init__(self, report: CrashReport, tail: str):
+    def __init__(self, report: CrashReport | MatrixReport, tail: str):
         self.report, self.tail = report, tail
-        super().__init__(f"crash-test failed in phase {report.failure.phase}: {report.failure.message}")
+        runs = report.failed if isinstance(report, MatrixReport) else [report]
+        first = runs[0]
+        more = f" (also failed: {', '.join(r.trigger for r in runs[1:])})" if len(runs) > 1 else ""
+        super().__init__(f"crash-test {first.trigger} failed in phase {first.failure.phase}: "
+                         f"{first.failure.message}{more}")
 
 
 # --- before booting --------------------------------------------------------------------------
@@ -62,6 +69,7 @@ class Prepared:
     accel_why: str
     tools: dict[str, str]
     timings: dict[str, float] = field(default_factory=dict)
+    module_debug: tuple[Path, ...] = ()   # host .ko files of the trigger modules, for drgn's frame names
 
 
 def preflight() -> None:
@@ -74,17 +82,41 @@ def preflight() -> None:
             from None
 
 
-def guest_fitness(config: Path, m: Manifest, kexec: str) -> list[str]:
-    """Refuse a kernel that cannot pass: check-config, then what the test VM needs. Returns =m modules."""
+def guest_fitness(config: Path, m: Manifest, settings: CrashTestSettings) -> tuple[list[str], list[str]]:
+    """Refuse a kernel that cannot pass: check-config, the VM's needs, the triggers' needs, --cpus.
+
+    Returns the =m modules both boots load, and those only LKDTM triggers load.
+    """
     result = check_config(config, locate(m.tree_source))
     if not result.ok:
         bad = [r for r in result.results if not r.ok]
         raise CheckFailed(f"refusing to boot: {config} fails check-config: "
                           + "; ".join(f"{r.capability}: {r.why}" for r in bad))
-    modules, missing = vm_needs(read_values(config), kexec)
+    values = read_values(config)
+    modules, missing = vm_needs(values, settings.kexec)
     if missing:
         raise CheckFailed(f"refusing to boot: {config} lacks what the crash test's VM needs: " + "; ".join(missing))
-    return modules
+    trigger_modules, missing = trigger_needs(values, settings.triggers)
+    if missing:
+        raise CheckFailed(f"refusing to boot: {config} cannot run " + "; ".join(missing))
+    nr = int(values.get("NR_CPUS", "1") or 1)
+    if settings.cpus > nr:
+        raise CheckFailed(f"refusing to boot: --cpus {settings.cpus} exceeds the kernel's CONFIG_NR_CPUS={nr}")
+    return modules, trigger_modules
+
+
+def trigger_needs(values: dict[str, str], triggers: tuple[Trigger, ...]) -> tuple[list[str], list[str]]:
+    """(modules the LKDTM triggers load, unmet needs naming trigger and option) for a config's values."""
+    modules, missing = [], []
+    for t in triggers:
+        for sym, reason in t.needs.items():
+            v = values.get(sym, "n")
+            if v == "m" and sym == "LKDTM":
+                modules.append("lkdtm")
+            elif v != "y":
+                allowed = "=y or =m" if sym == "LKDTM" else "=y"
+                missing.append(f"--trigger {t.name}: needs CONFIG_{sym}{allowed} ({reason}; the config has {v})")
+    return list(dict.fromkeys(modules)), missing
 
 
 def vm_needs(values: dict[str, str], kexec: str) -> tuple[list[str], list[str]]:
@@ -115,6 +147,7 @@ def _tool_versions() -> dict[str, str]:
             out[name] = "unknown"
     import drgn
     out["drgn"] = drgn.__version__
+    out["crash"] = crashtool.installed_version()
     return out
 
 
@@ -128,24 +161,27 @@ def prepare(m: Manifest, settings: CrashTestSettings, work: Path) -> Prepared:
     if file_sha256(bzimage) != m.artifact("bzImage").sha256:
         m.verify(("bzImage",))
     config = m.artifact("config").path
-    module_names = guest_fitness(config, m, settings.kexec)
+    module_names, trigger_names = guest_fitness(config, m, settings)
     modules: tuple[str, ...] = ()
+    trigger_modules: tuple[str, ...] = ()
     moddir = None
-    if module_names:
+    if module_names or trigger_names:
         dep = m.artifact("modules/modules.dep").path
         moddir = dep.parent
         modules = tuple(initramfs.resolve_modules(dep, module_names))
+        trigger_modules = tuple(initramfs.resolve_modules(dep, trigger_names))
     k, guest = settings.kdump, policy().guest
     capture = f"{k.capture_cmdline(m.release.cpu_limit_arg)} {guest.console} panic=-1 rdinit=/init"
     conf = initramfs.CaptureConfig(policy().loader[settings.kexec].flag, capture, k.path,
-                                   k.core_collector, k.failure_action, modules)
+                                   k.core_collector, k.failure_action, modules, trigger_modules)
     image = initramfs.build(work / "initrd.img", conf, modules_root=moddir, mtime=m.epoch)
     timings = {"prepare": round(time.monotonic() - t0, 3)}
     t = time.monotonic()
     accel, why = qemu.choose_accel(settings.accel, bzimage, guest.kvm_probe_seconds, work / "kvm-probe.log")
     timings["accel_probe"] = round(time.monotonic() - t, 3)
+    debug = tuple(moddir / rel for rel in trigger_modules) if moddir else ()
     return Prepared(m, m.release.release, m.build_id, bzimage, m.artifact("vmlinux").path, settings, work,
-                    image, capture, accel, why, _tool_versions(), timings)
+                    image, capture, accel, why, _tool_versions(), timings, debug)
 
 
 def make_disk(prep: Prepared, disk: Path) -> None:
@@ -169,8 +205,9 @@ def _debugfs(disk: Path, request: str, log: Path) -> str:
     return run(["debugfs", "-R", request, str(disk)], log=log, check=False).output
 
 
-def verify(prep: Prepared, disk: Path, nonce: str, out: Path, log: Path) -> tuple[list[Check], dict, dict]:
-    """Take the vmcore off the dump disk (debugfs, no mount) and check it. Returns checks, vmcore, task."""
+def verify(prep: Prepared, trigger: Trigger, disk: Path, nonce: str, out: Path,
+           log: Path) -> tuple[list[Check], dict, dict, dict]:
+    """Take the vmcore off the dump disk (debugfs, no mount) and check it. Returns checks, vmcore, task, cpus."""
     k = prep.settings.kdump
     where = f"{k.path.rstrip('/')}/{nonce}"
     listing = _debugfs(disk, f"ls -p {where}", log)
@@ -178,13 +215,16 @@ def verify(prep: Prepared, disk: Path, nonce: str, out: Path, log: Path) -> tupl
     saved = Check("vmcore-saved", names == ["vmcore"], f"{where} holds only vmcore (renamed when complete)",
                   ", ".join(names) or "no files")
     if "vmcore" not in names:
-        return [saved], {}, {}
+        return [saved], {}, {}, {}
     target = out / "vmcore"
     target.unlink(missing_ok=True)
     _debugfs(disk, f"dump {where}/vmcore {target}", log)
-    expect = Expected(nonce, prep.release, prep.build_id, prep.vmlinux, k.core_collector, prep.settings.memory)
-    checks, info, task = check_vmcore(target, expect, out, log)
-    return [saved, *checks], info, task
+    n = prep.settings.cpus
+    expect = Expected(nonce, prep.release, prep.build_id, prep.vmlinux, k.core_collector, prep.settings.memory,
+                      trigger, n, n - 1 if trigger.pinned else None,
+                      prep.module_debug if trigger.kind == "lkdtm" else ())
+    checks, info, task, cpus = check_vmcore(target, expect, out, log)
+    return [saved, *checks], info, task, cpus
 
 
 @dataclass(frozen=True)
@@ -197,9 +237,14 @@ class Expected:
     vmlinux: Path
     core_collector: str
     memory: int
+    trigger: Trigger
+    cpus: int
+    pinned_cpu: int | None              # None: the crash may be on any CPU (the NMI)
+    modules: tuple[Path, ...] = ()      # .ko files whose debug info drgn loads
 
 
-def check_vmcore(target: Path, want: Expected, out: Path, log: Path | None = None) -> tuple[list[Check], dict, dict]:
+def check_vmcore(target: Path, want: Expected, out: Path,
+                 log: Path | None = None) -> tuple[list[Check], dict, dict, dict]:
     """Every check on a vmcore file, in order; each records expected and actual."""
     checks: list[Check] = []
     task: dict = {}
@@ -211,14 +256,17 @@ def check_vmcore(target: Path, want: Expected, out: Path, log: Path | None = Non
                         dump.format))
     checks.append(Check("vmcore-complete", dump.complete, "complete", dump.why_incomplete or "complete"))
     if dump.format not in ("kdump-compressed", "elf"):
-        return checks, info, task
+        return checks, info, task, {}
     try:
         dmesg = vmcore.dump_dmesg(target, out / "dmesg.txt", log)
     except CommandFailed as e:
         dmesg = ""
         checks.append(Check("dmesg-readable", False, "makedumpfile --dump-dmesg succeeds", str(e).splitlines()[0]))
-    checks.append(Check("dmesg-sysrq", "sysrq: Trigger a crash" in dmesg,
-                        "'sysrq: Trigger a crash' in the dump's dmesg", _grep(dmesg, "sysrq") or "absent"))
+    lines = want.trigger.lines(want.pinned_cpu)
+    absent = [ln for ln in lines if ln not in dmesg]
+    checks.append(Check("dmesg-signature", not absent, " and ".join(repr(ln) for ln in lines) + " in the dump's dmesg",
+                        "all present: " + " | ".join(_grep(dmesg, ln) for ln in lines) if not absent
+                        else "absent: " + " and ".join(repr(ln) for ln in absent)))
     nonce_line = f"crash-test nonce {want.nonce}"
     checks.append(Check("dmesg-nonce", nonce_line in dmesg, f"'{nonce_line}' in the dump's dmesg",
                         _grep(dmesg, "crash-test nonce") or "absent"))
@@ -228,25 +276,77 @@ def check_vmcore(target: Path, want: Expected, out: Path, log: Path | None = Non
     file_id = elf_build_id(want.vmlinux)
     checks.append(Check("build-id", dump_id == want.build_id == file_id, f"{want.build_id} (manifest and vmlinux)",
                         f"dump {dump_id}" + ("" if file_id == want.build_id else f", vmlinux file {file_id}")))
-    view = vmcore.open_with_debuginfo(target, want.vmlinux)
+    view = vmcore.open_with_debuginfo(target, want.vmlinux, want.modules)
     checks.append(Check("debug-vmlinux-opens", view.opened and view.release == want.release,
                         f"drgn opens the dump with {want.vmlinux} and reads release {want.release}",
                         view.error or f"opened, release {view.release}"))
-    if view.opened:
-        task = {"pid": view.pid, "comm": view.task, "stack": view.stack}
-        checks.append(Check("crash-stack", "sysrq_handle_crash" in view.stack,
-                            "sysrq_handle_crash on the crashed task's stack",
-                            f"{view.task} (pid {view.pid}): " + " <- ".join(view.stack[:8])))
-    return checks, info, task
+    if not view.opened:
+        return checks, info, task, {}
+    task = {"pid": view.pid, "comm": view.task, "stack": view.stack}
+    fn = want.trigger.stack
+    checks.append(Check("crash-stack", fn in view.stack, f"{fn} on the crashed task's stack",
+                        f"{view.task} (pid {view.pid}): " + " <- ".join(view.stack[:12])))
+    survey = cpumod.survey(view.program)
+    checks += cpu_checks(survey, dump, want)
+    return checks, info, task, asdict(survey)
+
+
+def cpu_checks(survey: cpumod.CpuSurvey, dump: vmcore.DumpFile, want: Expected) -> list[Check]:
+    """The crashing CPU, a register set per CPU, and every other CPU stopped by kdump's NMI."""
+    stop = policy().stop.function
+    crashed = survey.crashed_cpu
+    want_cpu = "any CPU" if want.pinned_cpu is None else f"CPU {want.pinned_cpu} (the pinned one)"
+    cpu_ok = crashed is not None and (crashed == want.pinned_cpu if want.pinned_cpu is not None
+                                      else 0 <= crashed < want.cpus)
+    checks = [Check("crashed-cpu", cpu_ok, f"panic_cpu = {want_cpu}",
+                    survey.error or f"CPU {crashed}")]
+    regs = dump.prstatus
+    by_cpu = {c.cpu: c for c in survey.cpus}
+    pid_mismatch = [i for i, p in enumerate(regs) if i in by_cpu and by_cpu[i].pid != p.pid]
+    regs_ok = len(regs) == want.cpus and survey.online == list(range(want.cpus)) and not pid_mismatch
+    checks.append(Check("cpu-registers", regs_ok,
+                        f"{want.cpus} online CPUs and one saved register set (NT_PRSTATUS) per CPU, "
+                        "each naming the task current there",
+                        f"online {survey.online}, {len(regs)} register sets (pids {[p.pid for p in regs]})"
+                        + (f", pid differs from the current task on CPU {pid_mismatch}" if pid_mismatch else "")))
+    others = [c for c in survey.cpus if c.cpu != crashed]
+    unstopped = [c.cpu for c in others if stop not in c.nmi_stack]
+    checks.append(Check("cpus-stopped", bool(others) and not unstopped and len(others) == want.cpus - 1,
+                        f"every CPU but {crashed} halted in {stop} (on its NMI stack)",
+                        "; ".join(f"CPU {c.cpu} {c.task}: NMI stack "
+                                  + (" <- ".join(reversed(c.nmi_stack[-6:])) or c.error or "empty")
+                                  for c in others) or "no other CPU online"))
+    return checks
 
 
 def _grep(text: str, needle: str) -> str:
     return next((ln.strip() for ln in text.splitlines() if needle in ln), "")
 
 
+def _crash_tool(prep: Prepared, trigger: Trigger, nonce: str, report: CrashReport, out: Path) -> None:
+    """Open the verified dump with Debian's crash; its checks join the run's (a skip adds none)."""
+    tool = policy().crash_tool
+    want = crashtool.CrashExpect(prep.release, prep.settings.cpus, report.crashed_cpu, trigger.crash_panic,
+                                 trigger.crash_bt, policy().stop.function, nonce)
+    result = crashtool.check(prep.vmlinux, out / "vmcore", want, out / "crash", out / "host.log",
+                             tool.timeout, dict(tool.newest_kernel))
+    report.crash_tool = result.to_dict()
+    report.checks += result.checks
+
+
 # --- one run, and the entry points -----------------------------------------------------------
 
-def run_once(prep: Prepared, crashkernel_bytes: int, timeout: float, out: Path) -> tuple[CrashReport, str]:
+def production_cmdline(crashkernel: str, nonce: str, trigger: Trigger) -> str:
+    """The production kernel's command line: console, reservation, and the trigger for /init."""
+    console = policy().guest.console
+    fire = f"crashtest.trigger={trigger.name} crashtest.fire={trigger.fire} crashtest.settle={trigger.settle:g}"
+    if trigger.sysctls:
+        fire += f" crashtest.sysctl={','.join(trigger.sysctls)}"
+    return f"{console} crashkernel={crashkernel} panic=-1 rdinit=/init crashtest.nonce={nonce} {fire}"
+
+
+def run_once(prep: Prepared, trigger: Trigger, crashkernel_bytes: int, timeout: float,
+             out: Path) -> tuple[CrashReport, str]:
     """Boot, crash, capture and verify once; files go to `out`. Returns the report and the console tail."""
     crashkernel = sizes.fmt(crashkernel_bytes)
     out.mkdir(parents=True, exist_ok=True)
@@ -254,20 +354,34 @@ def run_once(prep: Prepared, crashkernel_bytes: int, timeout: float, out: Path) 
     nonce = uuid.uuid4().hex
     disk = prep.work / "dump.img"
     make_disk(prep, disk)
-    console = policy().guest.console
-    production = f"{console} crashkernel={crashkernel} panic=-1 rdinit=/init crashtest.nonce={nonce}"
-    spec = qemu.VmSpec(prep.bzimage, prep.image.path, production, disk, f"{s.memory // MIB}M", prep.accel)
+    production = production_cmdline(crashkernel, nonce, trigger)
+    qmp_dir = Path(tempfile.mkdtemp(prefix="kbuild-qmp-"))   # a socket path must stay under 108 bytes
+    sock = qmp_dir / "qmp.sock"
+    spec = qemu.VmSpec(prep.bzimage, prep.image.path, production, disk, f"{s.memory // MIB}M", prep.accel,
+                       s.cpus, sock)
     report = CrashReport(
         release=prep.release, build_id=prep.build_id, nonce=nonce, accel=prep.accel, accel_why=prep.accel_why,
         settings={"memory": sizes.fmt(s.memory), "crashkernel": crashkernel, "kexec": s.kexec, "timeout": timeout,
+                  "cpus": s.cpus, "trigger": trigger.name, "fire": trigger.fire, "sysctls": list(trigger.sysctls),
                   "kdump": {"path": s.kdump.path, "core_collector": s.kdump.core_collector,
                             "failure_action": s.kdump.failure_action, "cmdline_append": s.kdump.cmdline_append}},
         production_cmdline=production, capture_cmdline=f"{prep.capture_cmdline} crashtest.nonce={nonce}",
         initramfs={"size": prep.image.size, "sha256": prep.image.sha256, "uncompressed": prep.image.uncompressed,
                    "entries": prep.image.entries, "programs": prep.image.programs},
-        qemu=spec.command(), tools=prep.tools, timings=dict(prep.timings))
-    watch = ConsoleWatch(policy().guest.fail_grace)
-    vm = qemu.stream(spec.command(), deadline=time.monotonic() + timeout, log=out / "console.log", on_line=watch)
+        qemu=spec.command(), tools=prep.tools, timings=dict(prep.timings),
+        trigger=trigger.name, cpus=s.cpus, pinned_cpu=s.cpus - 1 if trigger.pinned else None)
+
+    def host_fire(what: str) -> str:
+        if what != "nmi":
+            raise OSError(f"unknown host trigger {what!r}")
+        qemu.qmp_command(sock, "inject-nmi")
+        return "inject-nmi"
+    watch = ConsoleWatch(policy().guest.fail_grace, host_fire)
+    try:
+        vm = qemu.stream(spec.command(), deadline=time.monotonic() + timeout, log=out / "console.log",
+                         on_line=watch)
+    finally:
+        shutil.rmtree(qmp_dir, ignore_errors=True)
     split = watch.banners[1] if len(watch.banners) > 1 else len(vm.lines)
     (out / "serial-production.log").write_text("".join(ln.text + "\n" for ln in vm.lines[:split]))
     (out / "serial-capture.log").write_text("".join(ln.text + "\n" for ln in vm.lines[split:]))
@@ -276,13 +390,19 @@ def run_once(prep: Prepared, crashkernel_bytes: int, timeout: float, out: Path) 
                                                   prep.bzimage.stat().st_size, prep.image.size))
     if report.failure is None:
         t = time.monotonic()
-        report.checks, report.vmcore, report.crashed_task = verify(prep, disk, nonce, out, out / "host.log")
+        report.checks, report.vmcore, report.crashed_task, survey = verify(prep, trigger, disk, nonce, out,
+                                                                           out / "host.log")
+        report.crashed_cpu = survey.get("crashed_cpu")
+        report.cpu_stops = survey.get("cpus", [])
         report.timings["verify"] = round(time.monotonic() - t, 3)
+        if all(c.ok for c in report.checks):
+            report.timings["boot_to_verified"] = round(vm.duration + report.timings["verify"], 3)
+            t = time.monotonic()
+            _crash_tool(prep, trigger, nonce, report, out)
+            report.timings["crash_tool"] = round(time.monotonic() - t, 3)
         bad = next((c for c in report.checks if not c.ok), None)
         if bad:
             report.failure = Failure("verify", f"verification failed: {bad.line()}")
-        else:
-            report.timings["boot_to_verified"] = round(vm.duration + report.timings["verify"], 3)
     if not s.keep:
         disk.unlink(missing_ok=True)
     report.files = {p.name: str(p) for p in sorted(out.iterdir()) if p.is_file()}
@@ -299,9 +419,11 @@ def relocate(report: CrashReport, staged: Path, final: Path) -> None:
     report.files = {k: fix(v) for k, v in report.files.items()}
     if report.vmcore.get("path"):
         report.vmcore["path"] = fix(report.vmcore["path"])
+    if report.crash_tool.get("files"):
+        report.crash_tool["files"] = {k: fix(v) for k, v in report.crash_tool["files"].items()}
 
 
-def stage(m: Manifest) -> tuple[Path, Path]:
+def staging(m: Manifest) -> tuple[Path, Path]:
     """A fresh staging folder beside dist/<release>/crash-test, after clearing dead runs' leftovers."""
     final = m.dist / "crash-test"
     fs.remove_leftovers(m.dist)
@@ -320,15 +442,37 @@ def finalize(report: CrashReport, staged: Path, final: Path, keep: bool, origin:
     fs.swap_dir(staged, final)   # dist/<release>/crash-test always describes one run
 
 
-def crash_test(m: Manifest, settings: CrashTestSettings) -> CrashReport:
-    """The whole stage; writes dist/<release>/crash-test/. Raises CrashTestFailed on a failed test."""
-    staged, final = stage(m)
+def crash_test(m: Manifest, settings: CrashTestSettings, wait: bool = True) -> MatrixReport:
+    """crash-test, one run at a time per dist/<release>/ (`wait=False`: refuse at once if another holds it)."""
+    with lock.exclusive(m.dist, "crash-test", wait):
+        return _crash_test(m, settings)
+
+
+def _crash_test(m: Manifest, settings: CrashTestSettings) -> MatrixReport:
+    """The whole stage: one run per trigger, dist/<release>/crash-test/<trigger>/, one report.json and junit.xml.
+
+    Raises CrashTestFailed if any trigger failed (every trigger still runs: one call, the whole matrix).
+    """
+    staged, final = staging(m)
+    names = [t.name for t in settings.triggers]
+    matrix = MatrixReport(m.release.release, m.build_id, settings.cpus, names)
+    tails: dict[str, str] = {}
     try:
         prep = prepare(m, settings, staged / "work")
-        report, tail = run_once(prep, settings.crashkernel, settings.timeout, staged)
-        finalize(report, staged, final, settings.keep)
+        for trigger in settings.triggers:
+            report, tails[trigger.name] = run_once(prep, trigger, settings.crashkernel, settings.timeout,
+                                                   staged / trigger.name)
+            relocate(report, staged / trigger.name, final / trigger.name)
+            (staged / trigger.name / "report.json").write_text(report.to_json())
+            matrix.runs.append(report)
+        if not settings.keep:
+            shutil.rmtree(staged / "work", ignore_errors=True)
+        matrix.files = {"report.json": str(final / "report.json"), "junit.xml": str(final / "junit.xml")}
+        (staged / "report.json").write_text(matrix.to_json())
+        (staged / "junit.xml").write_text(matrix.to_junit())
+        fs.swap_dir(staged, final)   # dist/<release>/crash-test always describes one call
     finally:
         shutil.rmtree(staged, ignore_errors=True)
-    if not report.ok:
-        raise CrashTestFailed(report, tail)
-    return report
+    if not matrix.ok:
+        raise CrashTestFailed(matrix, tails[matrix.failed[0].trigger])
+    return matrix

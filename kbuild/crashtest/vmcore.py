@@ -32,6 +32,38 @@ class DumpFile:
     why_incomplete: str = ""
     vmcoreinfo: dict[str, str] = field(default_factory=dict)
     dump_level: int | None = None
+    nr_cpus: int | None = None   # kdump header: CPUs of the crashed kernel
+    prstatus: list[Prstatus] = field(default_factory=list)   # in CPU order, as the kernel wrote them
+
+
+@dataclass(frozen=True)
+class Prstatus:
+    """One NT_PRSTATUS note: a CPU's saved registers (crash_save_cpu). Only CPUs that saved one have it."""
+
+    pid: int      # the task that was running on that CPU (0: the idle task)
+    rip: int
+    rsp: int
+
+
+NT_PRSTATUS = 1
+_PRSTATUS_PID = 32    # offset of pr_pid in x86_64 struct elf_prstatus
+_PRSTATUS_REGS = 112  # offset of pr_reg (struct user_regs_struct: rip is register 16, rsp 19)
+
+
+def parse_notes(notes: bytes, dump: DumpFile) -> None:
+    """ELF notes (the dump's PT_NOTE, or a kdump file's note area) into vmcoreinfo and prstatus."""
+    pos = 0
+    while pos + 12 <= len(notes):
+        namesz, descsz, ntype = struct.unpack_from("<III", notes, pos)
+        name = notes[pos + 12:pos + 12 + namesz].rstrip(b"\0")
+        desc_at = pos + 12 + (namesz + 3) // 4 * 4
+        desc = notes[desc_at:desc_at + descsz]
+        if name == b"VMCOREINFO":
+            dump.vmcoreinfo = dump.vmcoreinfo or parse_vmcoreinfo(desc.decode(errors="replace"))
+        elif name == b"CORE" and ntype == NT_PRSTATUS and len(desc) >= _PRSTATUS_REGS + 27 * 8:
+            regs = struct.unpack_from("<27Q", desc, _PRSTATUS_REGS)
+            dump.prstatus.append(Prstatus(struct.unpack_from("<i", desc, _PRSTATUS_PID)[0], regs[16], regs[19]))
+        pos = desc_at + (descsz + 3) // 4 * 4
 
 
 @dataclass
@@ -45,6 +77,7 @@ class DebugView:
     task: str = ""
     pid: int = 0
     stack: list[str] = field(default_factory=list)
+    program: object = field(default=None, repr=False)   # the drgn.Program, for further reads (kbuild.crashtest.cpus)
 
 
 def parse_vmcoreinfo(text: str) -> dict[str, str]:
@@ -60,20 +93,27 @@ def _kdump(path: Path, fh, size: int) -> DumpFile:
     head = fh.read(464)
     if len(head) < 464:
         return DumpFile(path, size, "kdump-compressed", False, "file ends inside the header")
-    status, block, sub_blocks, bitmap_blocks = _HDR.unpack_from(head, 424)[:4]
+    hdr = _HDR.unpack_from(head, 424)
+    status, block, sub_blocks, bitmap_blocks, nr_cpus = *hdr[:4], hdr[9]
     if block <= 0 or block > 1 << 20:
         return DumpFile(path, size, "kdump-compressed", False, f"header block_size {block} is invalid")
     fh.seek(block)
     sub = fh.read(_SUB.size)
     info: dict[str, str] = {}
     level = None
+    notes = b""
     if len(sub) == _SUB.size:
         fields = _SUB.unpack(sub)
         level, off, length = fields[1], fields[5], fields[6]
         if 0 < off and 0 < length < 1 << 20 and off + length <= size:
             fh.seek(off)
             info = parse_vmcoreinfo(fh.read(length).decode(errors="replace"))
-    dump = DumpFile(path, size, "kdump-compressed", True, vmcoreinfo=info, dump_level=level)
+        note_off, note_len = fields[7], fields[8]   # the ELF notes: one NT_PRSTATUS per CPU, VMCOREINFO
+        if 0 < note_off and 0 < note_len < 1 << 20 and note_off + note_len <= size:
+            fh.seek(note_off)
+            notes = fh.read(note_len)
+    dump = DumpFile(path, size, "kdump-compressed", True, vmcoreinfo=info, dump_level=level, nr_cpus=nr_cpus)
+    parse_notes(notes, dump)
     if status & DUMP_DH_COMPRESSED_INCOMPLETE:
         dump.complete, dump.why_incomplete = False, "header status says DUMP_DH_COMPRESSED_INCOMPLETE"
         return dump
@@ -116,14 +156,7 @@ def _elf(path: Path, fh, size: int) -> DumpFile:
         end = max(end, p_offset + p_filesz)
         if p_type == 4 and p_offset + p_filesz <= size:  # PT_NOTE
             fh.seek(p_offset)
-            notes, pos = fh.read(p_filesz), 0
-            while pos + 12 <= len(notes):
-                namesz, descsz, _ = struct.unpack_from("<III", notes, pos)
-                name = notes[pos + 12:pos + 12 + namesz].rstrip(b"\0")
-                desc_at = pos + 12 + (namesz + 3) // 4 * 4
-                if name == b"VMCOREINFO":
-                    dump.vmcoreinfo = parse_vmcoreinfo(notes[desc_at:desc_at + descsz].decode(errors="replace"))
-                pos = desc_at + (descsz + 3) // 4 * 4
+            parse_notes(fh.read(p_filesz), dump)
     if end > size:
         dump.complete, dump.why_incomplete = False, f"segments run to byte {end}, the file has {size}"
     return dump
@@ -151,8 +184,12 @@ def dump_dmesg(vmcore: Path, out: Path, log: Path | None = None) -> str:
     return out.read_text(errors="replace")
 
 
-def open_with_debuginfo(vmcore: Path, vmlinux: Path) -> DebugView:
-    """Open the dump with the debug vmlinux (drgn) and read the crashed task's stack."""
+def open_with_debuginfo(vmcore: Path, vmlinux: Path, modules: tuple[Path, ...] = ()) -> DebugView:
+    """Open the dump with the debug vmlinux (drgn) and read the crashed task's stack.
+
+    `modules` are .ko files whose debug info names their frames (LKDTM's lkdtm_BUG ...);
+    drgn matches them to the dump's loaded modules and ignores the rest.
+    """
     try:
         import drgn
     except ImportError:
@@ -162,7 +199,7 @@ def open_with_debuginfo(vmcore: Path, vmlinux: Path) -> DebugView:
     try:
         prog = drgn.Program()
         prog.set_core_dump(str(vmcore))
-        prog.load_debug_info([str(vmlinux)])
+        prog.load_debug_info([str(vmlinux), *map(str, modules)])
     except drgn.MissingDebugInfoError as e:
         view.error = f"{vmlinux} does not match the dump ({str(e).splitlines()[0]})"
         return view
@@ -181,6 +218,7 @@ def open_with_debuginfo(vmcore: Path, vmlinux: Path) -> DebugView:
         view.pid = thread.tid
         view.task = thread.object.comm.string_().decode(errors="replace")
         view.stack = [f.name or hex(f.pc) for f in thread.stack_trace()]
+        view.program = prog
     except (drgn.FaultError, ValueError, LookupError) as e:
         view.error = f"drgn opened the dump but cannot read the crashed task: {e}"
         return view

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from kbuild.crashtest import initramfs
 from kbuild.crashtest import qemu
@@ -41,8 +42,12 @@ class RunFacts:
 class ConsoleWatch:
     """Follows the serial console: the guest's markers, phase boundaries, when to stop waiting."""
 
-    def __init__(self, grace: float):
+    def __init__(self, grace: float, host_fire: Callable[[str], str] | None = None):
         self.grace = grace
+        self.host_fire = host_fire           # fires a host-side trigger (the NMI); returns what it did
+        self.fired: str | None = None
+        self.host_error: str | None = None
+        self.online: int | None = None
         self.phase = "boot"
         self.at: dict[str, float] = {}       # marker -> seconds since QEMU started
         self.banners: list[int] = []         # line numbers of "Linux version" (1st production, 2nd capture)
@@ -83,8 +88,16 @@ class ConsoleWatch:
             self._in_kexec = False
             self.kexec_rc, self.loaded = int(kv["rc"]), kv.get("loaded") == "1"
             self.at["kexec_loaded"], self.phase = line.t, "crash"
+        elif words.startswith("cpus online="):
+            self.online = int(kv.get("online", "0") or 0)
         elif words.startswith("crashing"):
             self.at["crashing"] = line.t
+            if "host" in kv and self.host_fire:
+                try:
+                    self.fired = self.host_fire(kv["host"])
+                except OSError as e:
+                    self.host_error = f"the host could not fire the {kv['host']} trigger: {e}"
+                    return time.monotonic()
         elif words.startswith("capture init"):
             self.at["capture_init"], self.phase = line.t, "dump"
         elif words.startswith("dump complete"):
@@ -131,6 +144,8 @@ def diagnose(watch: ConsoleWatch, vm: qemu.VmRun, facts: RunFacts) -> Failure | 
         if oom:
             msg += f"; the capture kernel ran out of memory ({oom.strip()}); {raise_hint}"
         return Failure("dump", msg)
+    if watch.host_error:
+        return Failure(watch.phase, watch.host_error)
     if watch.fail:
         return Failure(watch.phase, f"the guest reported: {watch.fail}")
     if "dump_complete" in watch.at:

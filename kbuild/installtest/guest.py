@@ -28,7 +28,7 @@ def add_agent(root: Path, nonce: str, coredir: str, ready_timeout: int, remove: 
     agent = root / AGENT.lstrip("/")
     agent.parent.mkdir(parents=True, exist_ok=True)
     agent.write_text(render("installtest/guest-agent.sh.j2", mark=MARK, state=STATE, coredir=coredir,
-                            ready_timeout=int(ready_timeout), remove=" ".join(remove)))
+                            ready_timeout=int(ready_timeout), remove=list(remove)))
     agent.chmod(0o755)
     unit = root / "etc/systemd/system" / UNIT
     unit.write_text(render("installtest/guest-agent.service.j2", state=STATE, agent=AGENT))

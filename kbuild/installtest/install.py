@@ -130,6 +130,6 @@ def parse_hook_log(text: str) -> tuple[HookCall, ...]:
 
 def read_defaults(root: Path) -> dict[str, str]:
     """/etc/default/kdump-tools of the root, sourced by sh as kdump-config does."""
-    script = f'. "$1"; ' + "; ".join(f'printf "%s=%s\\n" {v} "${{{v}-}}"' for v in _VARS)
+    script = '. "$1"; ' + "; ".join(f'printf "%s=%s\\n" {v} "${{{v}-}}"' for v in _VARS)
     out = run(["sh", "-c", script, "sh", str(root / KDUMP_TOOLS_DEFAULTS)]).output
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kbuild.core import fs
+from kbuild.core import fs, lock
 from kbuild.core.errors import CheckFailed
 from kbuild.core.manifest import Manifest
 from kbuild.core.sizes import fmt as fmt_size, parse as parse_size
@@ -46,8 +46,14 @@ def bisect(low: int, high: int, step: int, works) -> int:
     return hi
 
 
-def find_crashkernel(m: Manifest, s: InstallTestSettings) -> Sizing:
-    find, rel = policy().find, m.release.release
+def find_crashkernel(m: Manifest, s: InstallTestSettings, wait: bool = True) -> Sizing:
+    """install-test, one run at a time per dist/<release>/ (`wait=False`: refuse at once if another holds it)."""
+    with lock.exclusive(m.dist, "install-test", wait):
+        return _find_crashkernel(m, s)
+
+
+def _find_crashkernel(m: Manifest, s: InstallTestSettings) -> Sizing:
+    find = policy().find
     step, low, high = (parse_size(getattr(find, k), f"find.{k}") for k in ("step", "low", "high"))
     final = m.dist / FOLDER
     fs.remove_leftovers(m.dist)

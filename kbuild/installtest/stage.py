@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from kbuild.core import fs, sizes, tools
+from kbuild.core import fs, lock, sizes, tools
 from kbuild.core.errors import BadInput, CheckFailed, CommandFailed
 from kbuild.core.kconfigfile import read_values
 from kbuild.core.manifest import Manifest
@@ -263,7 +263,13 @@ def prepare(m: Manifest, log: Path) -> rootfs.RootTarball:
     return rootfs.ensure(policy().rootfs, log)
 
 
-def install_test(m: Manifest, s: InstallTestSettings) -> InstallReport:
+def install_test(m: Manifest, s: InstallTestSettings, wait: bool = True) -> InstallReport:
+    """install-test, one run at a time per dist/<release>/ (`wait=False`: refuse at once if another holds it)."""
+    with lock.exclusive(m.dist, "install-test", wait):
+        return _install_test(m, s)
+
+
+def _install_test(m: Manifest, s: InstallTestSettings) -> InstallReport:
     """The whole stage for one reservation; writes dist/<release>/install-test/."""
     final = m.dist / FOLDER
     fs.remove_leftovers(m.dist)

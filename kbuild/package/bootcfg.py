@@ -8,7 +8,6 @@ entry. `validate` runs the real tools on them: `sh -n` and shellcheck on the dro
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +17,13 @@ from kbuild.core.sizes import fmt
 from kbuild.package.render import render
 from kbuild.core.proc import run
 from kbuild.core.paths import CONFIGS
+from kbuild.package.kdumpcfg import kernel_tokens, load_strict, printable
 
 SMALLEST_WORKING = 96 << 20   # facts.md section 7: the smallest reservation that captured a dump
+# Upper bounds, so that a typo (1E for 1G) is refused instead of shipped: distro defaults reserve
+# at most 1G even on multi-TiB machines, and x86-64 addresses at most 4P (52 bits) of RAM.
+MAX_RESERVATION = 64 << 30
+MAX_ADDRESS = 1 << 52
 # Boot Loader Specification type 1 keys, plus the GRUB blscfg extensions Fedora/RHEL use.
 BLS_KEYS = ("title", "version", "machine-id", "sort-key", "linux", "initrd", "efi", "options",
             "devicetree", "devicetree-overlay", "architecture",
@@ -108,9 +112,18 @@ def _parse_ranges(v: str) -> Crashkernel:
 
 
 def _nonzero(ck: Crashkernel) -> Crashkernel:
+    """Something is reserved, and nothing is above the sane bounds (a typo such as 1E for 1G)."""
     sizes = [ck.size] if ck.size is not None else [r[2] for r in ck.ranges]
     if not any(sizes):
         raise CheckFailed(f"crashkernel={ck.text}: the size is zero, nothing would be reserved")
+    if max(sizes) > MAX_RESERVATION:
+        raise CheckFailed(f"crashkernel={ck.text}: a reservation of {fmt(max(sizes))} is above the "
+                          f"{fmt(MAX_RESERVATION)} bound kbuild accepts (distro defaults reserve at "
+                          "most 1G; is it a typo?)")
+    bounds = [ck.offset or 0, *(b for r in ck.ranges for b in r[:2] if b is not None)]
+    if max(bounds) > MAX_ADDRESS:
+        raise CheckFailed(f"crashkernel={ck.text}: {fmt(max(bounds))} is above the {fmt(MAX_ADDRESS)} "
+                          "bound kbuild accepts for a RAM size or an offset (x86-64 addresses 52 bits)")
     return ck
 
 
@@ -129,9 +142,77 @@ def crashkernel_warnings(ck: Crashkernel) -> list[str]:
     return out
 
 
+# Title words: they land in a shell word (grubby --title), a GRUB single-quoted menuentry title,
+# and `title` lines of grub.conf and BLS entries, which run to the end of the line.
+TITLE = re.compile(r"[A-Za-z0-9._,:()+/@-]+")
+TITLE_RULE = "words of letters, digits and . _ , : ( ) + / @ -, single spaces"
+RELEASE = "{release}"   # the one placeholder of the title, replaced by plain substitution
+# GRUB legacy device syntax: (fdN), (hdN), (hdN,M), (hdN,M,x) or (hdN,x) (BSD), (nd), (cd).
+LEGACY_DEVICE = re.compile(r"\((?:fd[0-9]{1,3}|hd[0-9]{1,3}(?:,[0-9]{1,3})?(?:,[a-h])?|nd|cd)\)")
+KERNELOPTS = "$kernelopts"   # the grubenv variable of Fedora/RHEL 8 BLS entries: the one variable
+
+
+def _title(name: str, value: str) -> str:
+    printable(name, value)
+    if not value or any(not TITLE.fullmatch(w.replace(RELEASE, "r")) for w in value.split(" ")):
+        raise BadInput(f"{name} {value!r}: use {TITLE_RULE} ({RELEASE} is the kernel release)")
+    return value
+
+
+def _options(name: str, value: str, variables: tuple[str, ...] = ()) -> str:
+    words = kernel_tokens(name, value, variables)
+    if any(w.startswith("crashkernel=") for w in words):
+        raise BadInput(f"{name} {value!r}: crashkernel= comes from configs/kdump.toml, not here")
+    return value
+
+
+@dataclass(frozen=True)
+class DropIn:
+    name: str
+
+    def __post_init__(self):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*\.cfg", self.name):
+            raise BadInput(f"name {self.name!r} must be a plain *.cfg file name (grub-mkconfig "
+                           "only sources *.cfg)")
+
+
+@dataclass(frozen=True)
+class Legacy:
+    root: str
+    options: str
+
+    def __post_init__(self):
+        printable("root", self.root)
+        if not LEGACY_DEVICE.fullmatch(self.root):
+            raise BadInput(f"root {self.root!r}: use GRUB legacy device syntax such as (hd0,0)")
+        _options("options", self.options)
+
+
+@dataclass(frozen=True)
+class Bls:
+    options: str
+
+    def __post_init__(self):
+        _options("options", self.options, (KERNELOPTS,))
+
+
+@dataclass(frozen=True)
+class BootSettings:
+    """configs/boot.toml, read by the strict loader: bad input is exit 2 naming file and key."""
+
+    title: str
+    grub_dropin: DropIn
+    legacy: Legacy
+    bls: Bls
+
+    def __post_init__(self):
+        _title("title", self.title)
+
+
 @dataclass(frozen=True)
 class BootEntries:
-    """Everything the three entries and the scriptlets say about one kernel."""
+    """Everything the three entries and the scriptlets say about one kernel; validated when
+    built, so no entry can carry a value outside its grammar."""
 
     release: str
     title: str
@@ -141,31 +222,31 @@ class BootEntries:
     legacy_options: str
     bls_options: str
 
+    def __post_init__(self):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", self.release):
+            raise BadInput(f"release {self.release!r} is unsafe in boot entries")
+        _title("title", self.title)
+        try:
+            parse_crashkernel(self.crashkernel)
+        except CheckFailed as e:
+            raise BadInput(str(e)) from None
+        DropIn(self.dropin_name)
+        Legacy(self.legacy_root, self.legacy_options)
+        Bls(self.bls_options)
+
     @classmethod
     def for_release(cls, release: str, crashkernel: str, path: Path | None = None) -> "BootEntries":
-        path = path or CONFIGS / "boot.toml"
-        try:
-            d = tomllib.loads(Path(path).read_text())
-            e = cls(release, d["title"].format(release=release), parse_crashkernel(crashkernel).text,
-                    d["grub_dropin"]["name"], d["legacy"]["root"], d["legacy"]["options"],
-                    d["bls"]["options"])
-        except (OSError, tomllib.TOMLDecodeError, KeyError, IndexError, TypeError, ValueError,
-                AttributeError) as err:
-            raise BadInput(f"{path}: unusable boot settings ({type(err).__name__}: {err})") from None
-        # The title goes into shell (grubby --title) and GRUB scripts; `$kernelopts` in the BLS
-        # options is GRUB's own variable.
-        for name, bad in (("title", "'\"\\\n$`"), ("legacy_options", "'\"\\\n$`"), ("bls_options", "'\"\\\n")):
-            if any(c in bad for c in getattr(e, name)):
-                raise BadInput(f"{path}: {name} must not contain any of {bad!r} (it is written into "
-                               "shell and GRUB scripts)")
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*\.cfg", e.dropin_name):
-            raise BadInput(f"{path}: grub_dropin.name {e.dropin_name!r} must be a plain *.cfg "
-                           "file name (grub-mkconfig only sources *.cfg)")
-        return e
+        b = load(path)
+        return cls(release, b.title.replace(RELEASE, release), crashkernel, b.grub_dropin.name,
+                   b.legacy.root, b.legacy.options, b.bls.options)
 
     @property
     def args(self) -> str:
         return f"crashkernel={self.crashkernel}"
+
+
+def load(path: Path | None = None) -> BootSettings:
+    return load_strict(BootSettings, Path(path or CONFIGS / "boot.toml"))
 
 
 def grub_conf(e: BootEntries) -> str:

@@ -4,14 +4,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from kbuild.build.verify import read_build_id
-from kbuild.core.errors import CheckFailed
+from kbuild.core.errors import BadInput, CheckFailed
 from kbuild.core.hashing import file_sha256
 from kbuild.core.proc import run
-from kbuild.package.payload import Payload
+from kbuild.package.payload import BUILD_ID, Payload
 
 
 def build_id_link(build_id: str) -> str:
     """Where gdb, crash and debuginfod clients look up a debug file by its GNU build-id."""
+    if not BUILD_ID.fullmatch(build_id or ""):
+        raise BadInput(f"build-id {build_id!r} is not hex; it would name a file in the packages")
     return f"/usr/lib/debug/.build-id/{build_id[:2]}/{build_id[2:]}.debug"
 
 

@@ -7,6 +7,7 @@ Why the configuration package never ships /etc/kdump.conf: docs/packaging.md.
 from __future__ import annotations
 
 import re
+import shlex
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from kbuild.package import kdumpcfg
 from kbuild.build.verify import read_build_id
 from kbuild.package import layout
 from kbuild.package.payload import CONFIG_PACKAGE, Payload
-from kbuild.package.render import render
+from kbuild.package.render import SpecText, render, spec_text
 from kbuild.package.tree import PackageTree
 from kbuild.package.bootcfg import BootEntries, bls_entry
 from kbuild.core.errors import CheckFailed
@@ -45,10 +46,8 @@ def build(p: Payload, kdump: kdumpcfg.KdumpSettings, boot: BootEntries, work: Pa
     root = stage(p, kdump, boot, work / "payload", ctx)
     links = sorted("/" + str(f.relative_to(root.root)) for f in
                    (root.root / "usr/lib/debug/.build-id").rglob("*.debug"))
-    scripts = {name.replace(".", "_"): scriptlet(name, ctx) for name in SCRIPTLETS}
     spec = work / f"{NAMES['kernel']}.spec"
-    spec.write_text(render("rpm/kernel.spec.j2", payload=root.root, build_id_links=links,
-                               scripts=scripts, date=_date(p.epoch), **ctx))
+    spec.write_text(spec_file(p, ctx, root.root, links))
     out = work / "out"
     run(["rpmbuild", "-bb", "--nodeps", "--target", p.rpm_arch,
          "--define", f"_topdir {work / 'top'}", "--define", f"_rpmdir {out}",
@@ -58,6 +57,15 @@ def build(p: Payload, kdump: kdumpcfg.KdumpSettings, boot: BootEntries, work: Pa
     if len(rpms) != len(NAMES):
         raise CheckFailed(f"rpmbuild wrote {[r.name for r in rpms]}, expected {len(NAMES)} packages")
     return rpms
+
+
+def spec_file(p: Payload, ctx: dict, payload: Path, build_id_links: list[str]) -> str:
+    """The spec: rpm/kernel.spec.j2 under the rpm-spec rule, scriptlets as escaped spec text."""
+    scripts = {name.replace(".", "_"): scriptlet(name, ctx) for name in SCRIPTLETS}
+    # %install is shell: the staging folder as one quoted shell word, then as spec text.
+    return render("rpm/kernel.spec.j2", payload=spec_text(shlex.quote(str(payload))),
+                  build_id_links=build_id_links,
+                  scripts=scripts, date=_date(p.epoch), **ctx)
 
 
 def rpm_env(p: Payload, work: Path) -> dict[str, str]:
@@ -102,9 +110,9 @@ def kdump_conf(kdump: kdumpcfg.KdumpSettings) -> str:
                       key=key, values=kdumpcfg.kdump_conf_values(kdump))
 
 
-def scriptlet(name: str, ctx: dict) -> str:
-    """One scriptlet body; `%` would be a macro to rpmbuild, so it is doubled."""
-    return render(f"rpm/{name}.j2", **ctx).rstrip("\n").replace("%", "%%")
+def scriptlet(name: str, ctx: dict) -> SpecText:
+    """One scriptlet body (shell rule), then spec text: `%` would be a macro to rpmbuild."""
+    return spec_text(render(f"rpm/{name}.j2", **ctx).rstrip("\n"))
 
 
 def _date(epoch: int) -> str:

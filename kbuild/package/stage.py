@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kbuild.core import fs, tools
+from kbuild.core import fs, lock, tools
 from kbuild.core.errors import BadInput
 from kbuild.core.manifest import Manifest
 from kbuild.package import bootcfg, deb, kdumpcfg, rpm
@@ -52,20 +52,28 @@ def parse_formats(text: str | None) -> set[str]:
 
 
 def package(manifest: Manifest, formats: set[str] | None = None,
-            kdump: kdumpcfg.KdumpSettings | None = None, *, checks: bool = True) -> PackageResult:
-    """Build, check and publish the DEB and/or RPM set for the build `manifest` records."""
-    started = time.monotonic()
+            kdump: kdumpcfg.KdumpSettings | None = None, *, checks: bool = True,
+            boot_config: Path | None = None, wait: bool = True) -> PackageResult:
+    """Build, check and publish the DEB and/or RPM set for the build `manifest` records.
+    One run at a time per dist/<release>/ (`wait=False`: refuse at once if another holds it)."""
     formats = set(formats or FORMATS)
     if not formats or formats - set(FORMATS):
         raise BadInput(f"formats {sorted(formats)}: choose from {', '.join(FORMATS)}")
     tools.require("package")
+    with lock.exclusive(manifest.dist, "package", wait):
+        return _package(manifest, formats, kdump, checks, boot_config)
+
+
+def _package(manifest: Manifest, formats: set[str], kdump: kdumpcfg.KdumpSettings | None, checks: bool,
+             boot_config: Path | None) -> PackageResult:
+    started = time.monotonic()
     payload = Payload.from_manifest(manifest)
     kdump = kdump or kdumpcfg.load()
     lint = kdumpcfg.check(kdump, payload.cpu_limit_arg, formats)
     builders = [m for name, m in (("deb", deb), ("rpm", rpm)) if name in formats]
     work = Path(tempfile.mkdtemp(prefix=f"kdump-package-{payload.release}-"))
     try:
-        entries = bootcfg.BootEntries.for_release(payload.release, kdump.crashkernel)
+        entries = bootcfg.BootEntries.for_release(payload.release, kdump.crashkernel, boot_config)
         boot_files = bootcfg.write(entries, work / "boot")
         done = [f"boot entries: {bootcfg.validate(entries, work / 'boot-check')}"]
 

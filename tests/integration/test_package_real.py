@@ -23,7 +23,7 @@ from kbuild.build.verify import read_build_id
 from kbuild.core.errors import BadInput, CheckFailed, KbuildError
 from kbuild.core.hashing import file_sha256
 from kbuild.core.manifest import Manifest
-from kbuild.package import bootcfg, deb, kdumpcfg, layout, rpm
+from kbuild.package import bootcfg, deb, layout, rpm
 from kbuild.package import stage as P
 from kbuild.package.payload import Payload
 from kbuild.package.tree import PackageTree
@@ -119,12 +119,14 @@ def test_deb_metadata_scripts_and_kdump_settings(packaged, tmp_path):
     assert "conf=/etc/default/kdump-tools\n" in postinst
     assert 'ucf --debconf-ok /usr/share/kdump-tools/kdump-tools.conf "$conf"' in postinst
     sh("dpkg-deb", "-x", str(config), str(tmp_path / "root"))
-    template = (tmp_path / "root/usr/share/kdump-tools/kdump-tools.conf").read_text()
     cpu = data["release"]["cpu_limit_arg"]
-    for line in ('KDUMP_COREDIR="/var/crash"', 'MAKEDUMP_ARGS="-c --message-level 1 -d 31"',
-                 'KDUMP_FAIL_CMD="reboot -f"',
-                 f'KDUMP_CMDLINE_APPEND="irqpoll {cpu} reset_devices panic=10 systemd.unit=kdump-tools-dump.service"'):
-        assert line in template.splitlines()
+    sourced = sh("sh", "-c", '. "$1"; printf "%s\\n" "$KDUMP_COREDIR" "$MAKEDUMP_ARGS" "$KDUMP_FAIL_CMD" '
+                 '"$KDUMP_CMDLINE_APPEND"', "sh", str(tmp_path / "root/usr/share/kdump-tools/kdump-tools.conf"))
+    coredir, args, fail, append = sourced.splitlines()
+    assert (coredir, args, fail) == ("/var/crash", "-c --message-level 1 -d 31", "reboot -f")
+    assert append.split()[:3] == ["irqpoll", cpu, "reset_devices"]
+    assert "systemd.unit=kdump-tools-dump.service" in append.split()
+    assert "panic=10" in append.split()   # a failed capture reboots instead of hanging
     dropin = (tmp_path / "root/etc/default/grub.d/zz-kdump-pipeline.cfg").read_text()
     assert dropin == (result.dist / "boot/grub.d/zz-kdump-pipeline.cfg").read_text()
     listing = sh("dpkg-deb", "-c", str(dbg))
@@ -233,14 +235,17 @@ def dist_state(folder: Path) -> list[str]:
 
 
 def test_bad_kdump_settings_refuse_before_anything_is_written(real_build, tmp_path):
-    manifest = fresh_dist(real_build, tmp_path)
+    fresh_dist(real_build, tmp_path)
     before = dist_state(tmp_path / "dist")
     leftovers = set(Path(tempfile.gettempdir()).glob("kdump-package-*"))
-    bad = replace(kdumpcfg.load(), crashkernel="2G-1G:256M", core_collector="makedumpfile -c -l -d 31")
-    with pytest.raises(CheckFailed) as e:
-        P.package(Manifest.read(manifest), {"deb"}, bad)
-    assert str(e.value).startswith("kdump settings: core_collector: conflicting compression flags")
-    assert "(and 1 more)" in str(e.value) and "\n" not in str(e.value)
+    bad = tmp_path / "kdump.toml"
+    bad.write_text((REPO / "configs" / "kdump.toml").read_text().replace(
+        'core_collector = "makedumpfile -c --message-level 1 -d 31"',
+        'core_collector = "makedumpfile -c -l -d 31"'))
+    proc = invoke("package", "--kdump-config", str(bad), dist=tmp_path / "dist")
+    assert proc.returncode == 2, proc.stderr
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "conflicting compression flags" in err[0] and "Traceback" not in proc.stderr
     assert dist_state(tmp_path / "dist") == before
     assert set(Path(tempfile.gettempdir()).glob("kdump-package-*")) == leftovers
 
@@ -249,7 +254,7 @@ def test_an_artifact_changed_since_the_build_is_refused(real_build, tmp_path):
     manifest = snapshot(real_build, tmp_path / "copy")
     system_map = tmp_path / "copy" / "artifacts" / "System.map"
     system_map.write_bytes(system_map.read_bytes() + b"\n")
-    with pytest.raises(BadInput, match="System.map: changed or missing since"):
+    with pytest.raises(BadInput, match="System.map: System.map changed or vanished since"):
         P.package(Manifest.read(manifest), {"rpm"})
     assert dist_state(manifest.parent) == ["manifest.json"]
 
@@ -303,11 +308,13 @@ def test_rpmlint_fails_on_an_unfiltered_warning(tmp_path):
         rpm.rpmlint(sorted((tmp_path / "out").rglob("*.rpm")), tmp_path, modules=False)
 
 
-def test_boot_validators_run_the_real_tools(tmp_path):
+def test_boot_validators_run_the_real_tools(tmp_path, monkeypatch):
     e = bootcfg.BootEntries.for_release("6.1.192-kdump", "256M")
     assert "grub-script-check: ok" in bootcfg.validate(e, tmp_path / "ok")
+    # settings can no longer produce a broken entry; a broken renderer output still meets the real tool
+    monkeypatch.setattr(bootcfg, "grub2_menuentry", lambda e, cmdline: "menuentry 'it's broken' {\n")
     with pytest.raises(KbuildError, match="grub-script-check"):
-        bootcfg.validate(replace(e, title="it's broken"), tmp_path / "quote")
+        bootcfg.validate(e, tmp_path / "quote")
 
 
 # --- the task: `invoke package` -----------------------------------------------------------
@@ -485,4 +492,5 @@ def test_whatever_we_accept_the_kernel_parses_the_same(kernel_parser):
         accepted += 1
         for ram, (rc, size, base) in zip(RAMS, kernel):
             assert (None if rc else (size, base)) == reservation(ck, ram), (v, ram, rc, size, base)
-    assert accepted > 300 and refused_by_both > 300, (accepted, refused_by_both)
+    # above 64G per reservation our grammar refuses on purpose, so somewhat fewer are accepted
+    assert accepted > 250 and refused_by_both > 300, (accepted, refused_by_both)

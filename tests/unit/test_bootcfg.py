@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from kbuild.package import bootcfg as B
 from kbuild.core.errors import BadInput, CheckFailed
 
+pytestmark = pytest.mark.host_tools   # runs programs `make setup` installs (make unit does)
+
 M, G = 1 << 20, 1 << 30
 
 
@@ -23,7 +25,8 @@ M, G = 1 << 20, 1 << 30
     ("0-:256M@64M", None, ((0, None, 256 * M),), 64 * M, None),
     ("512M,high", 512 * M, (), None, "high"),
     ("128M,low", 128 * M, (), None, "low"),
-    ("1T", 1 << 40, (), None, None),
+    ("64G", 64 * G, (), None, None),
+    ("4P-:1G", None, ((1 << 52, None, G),), None, None),
 ])
 def test_grammar_accepts(text, size, ranges, offset, suffix):
     ck = B.parse_crashkernel(text)
@@ -50,6 +53,11 @@ def test_grammar_accepts(text, size, ranges, offset, suffix):
     ("0M", "size is zero"),
     ("0-:0M", "size is zero"),
     ("16777216T", "does not fit in 64 bits"),
+    ("1E", r"1E is above the 64G bound kbuild accepts"),          # a typo for 1G
+    ("65G", "above the 64G bound"),
+    ("1G-2G:128G", "128G is above the 64G bound"),
+    ("256M@8P", r"8P is above the 4P bound kbuild accepts for a RAM size or an offset"),
+    ("5P-:256M", "above the 4P bound"),
 ])
 def test_grammar_refuses(text, message):
     with pytest.raises(CheckFailed, match=message) as e:
@@ -57,7 +65,7 @@ def test_grammar_refuses(text, message):
     assert "use size[@offset]" in str(e.value) and "\n" not in str(e.value)
 
 
-@given(st.integers(1, 4095), st.sampled_from(["", "K", "M", "G", "k", "m", "g"]))
+@given(st.integers(1, 64), st.sampled_from(["", "K", "M", "G", "k", "m", "g"]))
 def test_any_decimal_size_parses_to_its_value(n, unit):
     ck = B.parse_crashkernel(f"{n}{unit}")
     assert ck.size == n << {"": 0, "k": 10, "m": 20, "g": 30}[unit.lower()]
@@ -82,20 +90,40 @@ def test_entries_come_from_configs_boot_toml():
     assert sorted([e.dropin_name, "kdump-tools.cfg"])[-1] == e.dropin_name   # sourced after it
 
 
-def test_entries_refuse_bad_settings(tmp_path):
+@pytest.mark.parametrize("old, new, message", [
+    ('title = "Linux {release} (kdump pipeline)"', "title = \"Linux's {release}\"",
+     r"boot.toml: title \"Linux's \{release\}\": use words of letters"),
+    ('title = "Linux {release} (kdump pipeline)"', 'title = "Linux {cpu_limit:>9000000000000000000}"',
+     r"title 'Linux \{cpu_limit:>9000000000000000000\}': use words"),   # no str.format
+    ('title = "Linux {release} (kdump pipeline)"', 'title = "Linux\\rX"', r"title 'Linux\\rX': control character '\\r'"),
+    ('name = "zz-kdump-pipeline.cfg"', 'name = "zz kdump"', r"grub_dropin: name 'zz kdump' must be a plain \*.cfg"),
+    ("[bls]", "[blx]", "unknown key.*blx"),
+    ('root = "(hd0,0)"', 'root = "(hd0,0)\\nroot (hd9,9)"', r"legacy: root '\(hd0,0\)\\nroot \(hd9,9\)': control"),
+    ('root = "(hd0,0)"', 'root = "/dev/sda1"', r"root '/dev/sda1': use GRUB legacy device syntax"),
+    ('options = "$kernelopts"', 'options = "$kernelopts; insmod evil; echo injected"',
+     r"bls: options .*'\$kernelopts;' is not a kernel command-line parameter"),
+    ('options = "$kernelopts"', 'options = "$kernelopts ${evil}"', r"'\$\{evil\}' is not a kernel"),
+    ('options = "$kernelopts"', 'options = "$kernelopts crashkernel=1G"', "crashkernel= comes from configs/kdump.toml"),
+    ('options = "ro root=/dev/mapper/vg_root-lv_root rhgb quiet"', 'options = "ro $kernelopts"',
+     r"legacy: options 'ro \$kernelopts'"),
+])
+def test_entries_refuse_bad_settings(tmp_path, old, new, message):
     good = (B.CONFIGS / "boot.toml").read_text()
-    cases = {
-        "quote": (good.replace('title = "Linux {release} (kdump pipeline)"', "title = \"Linux's {release}\""),
-                  "title must not contain any of"),
-        "name": (good.replace('name = "zz-kdump-pipeline.cfg"', 'name = "zz kdump"'), "plain \\*.cfg"),
-        "missing": (good.replace("[bls]", "[blx]"), "unusable boot settings"),
-    }
-    for name, (text, message) in cases.items():
-        (tmp_path / f"{name}.toml").write_text(text)
-        with pytest.raises(BadInput, match=message):
-            B.BootEntries.for_release("6.1.192-kdump", "256M", tmp_path / f"{name}.toml")
-    with pytest.raises(CheckFailed, match="RHEL 6-8"):
+    assert old in good
+    (tmp_path / "boot.toml").write_text(good.replace(old, new))
+    with pytest.raises(BadInput, match=message) as e:
+        B.BootEntries.for_release("6.1.192-kdump", "256M", tmp_path / "boot.toml")
+    assert e.value.exit_code == 2 and "\n" not in str(e.value) and "\r" not in str(e.value)
+
+
+def test_entries_refuse_bad_crashkernel_and_legal_variants_pass(tmp_path):
+    with pytest.raises(BadInput, match="RHEL 6-8"):
         entries(crashkernel="auto")
+    good = (B.CONFIGS / "boot.toml").read_text()
+    (tmp_path / "boot.toml").write_text(good.replace('root = "(hd0,0)"', 'root = "(hd1,2,a)"').replace(
+        'options = "$kernelopts"', 'options = "$kernelopts console=ttyS0,115200n8 rd.lvm.lv=vg/root"'))
+    e = B.BootEntries.for_release("6.1.192-kdump", "256M", tmp_path / "boot.toml")
+    assert e.legacy_root == "(hd1,2,a)" and e.bls_options.endswith("rd.lvm.lv=vg/root")
 
 
 def test_rendered_entries_carry_release_and_crashkernel():

@@ -12,6 +12,8 @@ from kbuild.core.settings import BuildSettings, ConfigureSettings
 from kbuild.core.source import KernelVersion
 from tests.conftest import make_tree
 
+pytestmark = pytest.mark.host_tools   # runs programs `make setup` installs (make unit does)
+
 
 def fake_bzimage(path, version_text: str, ptr=0x3000):
     data = bytearray(0x4000)
@@ -63,7 +65,32 @@ def test_make_command_carries_release_and_prefix_maps(tmp_path):
     rel = compose(KernelVersion(6, 1, 192), "kdump", 3)
     cmd = build.make_cmd(tree, tmp_path / "b", Toolchain(), rel, "bzImage", jobs=2)
     assert "LOCALVERSION=-3.kdump" in cmd and "-j2" in cmd and cmd[-1] == "bzImage"
-    assert f"KCFLAGS=-ffile-prefix-map={tree.path}=. -ffile-prefix-map={tmp_path / 'b'}=." in cmd
+    assert f"KCFLAGS=-ffile-prefix-map={tree.path}=. -ffile-prefix-map={tmp_path / 'b'}=. " \
+        f"{build.PREFIX_MAP_MARKER}" in cmd
+
+
+def test_ccache_runs_in_depend_mode_and_keeps_the_folder_out_of_the_hash(tmp_path, monkeypatch):
+    tree = make_tree(tmp_path / "t", 'config A\n\tbool "a"\n', version=(6, 1, 192))
+    env = build.build_env(tree, ccache=True)
+    if "CCACHE_DISABLE" in env:
+        pytest.fail("ccache is not installed; `make setup` installs it")
+    assert env["CCACHE_DEPEND"] == "1" and env["CCACHE_NOHASHDIR"] == "1" and env["CCACHE_BASEDIR"] == "/"
+    # only the maps we always pass (each maps to ".") leave the hash, never other options
+    assert all(o.endswith("prefix-map=*") for o in env["CCACHE_IGNOREOPTIONS"].split())
+    assert "CCACHE_DEPEND" not in build.build_env(tree, ccache=False)
+
+
+def test_progress_shows_no_eta_it_cannot_know(tmp_path, monkeypatch):
+    from kbuild.build import progress
+    monkeypatch.setenv("KBUILD_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "b"
+    folder.mkdir()
+    assert progress.expected_objects(folder, "cfg") == (None, "first build of this configuration")
+    progress.record_objects("cfg", 863)
+    assert progress.expected_objects(folder, "cfg") == (863, "")
+    (folder / "init").mkdir()
+    (folder / "init" / "main.o").write_bytes(b"")
+    assert progress.expected_objects(folder, "cfg") == (None, "incremental build, make decides what to redo")
 
 
 def test_progress_counts_compile_steps(capsys):

@@ -152,3 +152,11 @@ def test_doctor_lists_what_the_stages_need():
     for name in ("ldd", "dpkg", "rpm", "makedumpfile", "lintian"):
         assert re.search(rf"^\S+\s+{re.escape(name)}\s", out.stdout, re.M), name
     assert Path(REPO / "configs" / "tools.toml").exists()
+
+
+def test_config_messages_stay_one_printable_line(tmp_path):
+    f = tmp_path / "x.toml"
+    f.write_text('name = "a"\n"evil\\nkey\\r" = 1\n[inner]\nsize = "1"\n')
+    with pytest.raises(BadInput) as e:
+        config.load(Outer, f)
+    assert "'evil\\nkey\\r'" in str(e.value) and "\n" not in str(e.value) and "\r" not in str(e.value)

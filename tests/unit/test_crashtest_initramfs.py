@@ -7,6 +7,8 @@ import pytest
 from kbuild.crashtest import initramfs
 from kbuild.core.errors import BadInput
 
+pytestmark = pytest.mark.host_tools   # runs programs `make setup` installs (make unit does)
+
 CONF = initramfs.CaptureConfig("-s", "irqpoll nr_cpus=1 reset_devices console=ttyS0", "/var/crash",
                                "makedumpfile -c --message-level 1 -d 31", "reboot")
 

@@ -143,7 +143,7 @@ def test_sizes_round_trip():
 
 
 def test_vm_needs_names_symbols_and_carries_modules():
-    values = {s: "y" for s in ("SERIAL_8250_CONSOLE", "BLK_DEV_INITRD", "RD_GZIP", "DEVTMPFS", "PROC_FS", "SYSFS",
+    values = {s: "y" for s in ("SMP", "SERIAL_8250_CONSOLE", "BLK_DEV_INITRD", "RD_GZIP", "DEVTMPFS", "PROC_FS", "SYSFS",
                                "BINFMT_ELF", "BINFMT_SCRIPT", "VIRTIO_PCI", "KEXEC_FILE", "KEXEC")}
     values.update(VIRTIO_BLK="m", EXT4_FS="m")
     modules, missing = crashtest.vm_needs(values, "file")

@@ -72,9 +72,9 @@ def test_hook_record_is_parsed():
 def test_wrapper_and_agent_render_and_pass_sh_n(tmp_path):
     for name, ctx in (("kdump-hook-wrapper.sh.j2", {"log": "/l", "real": "/r"}),
                       ("guest-agent.sh.j2", {"mark": guest.MARK, "state": "/s", "coredir": "/var/crash",
-                                             "ready_timeout": 5, "remove": ""}),
+                                             "ready_timeout": 5, "remove": []}),
                       ("guest-agent.sh.j2", {"mark": guest.MARK, "state": "/s", "coredir": "/var/crash",
-                                             "ready_timeout": 5, "remove": "linux-image-x linux-image-x-dbg"})):
+                                             "ready_timeout": 5, "remove": ["linux-image-x", "linux-image-x-dbg"]})):
         p = tmp_path / name
         p.write_text(render(f"installtest/{name}", **ctx))
         assert subprocess.run(["sh", "-n", str(p)]).returncode == 0

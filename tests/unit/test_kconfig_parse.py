@@ -9,6 +9,8 @@ from kbuild.configure.kconfig_parse import parse
 from kbuild.core.toolchain import Toolchain
 from tests.conftest import make_tree
 
+pytestmark = pytest.mark.host_tools   # runs programs `make setup` installs (make unit does)
+
 MODULES_TREE = """
 config MODULES
 \tbool "Enable loadable module support"

@@ -12,6 +12,8 @@ import pytest
 from kbuild.package import rpm
 from kbuild.package.render import render
 
+pytestmark = pytest.mark.host_tools   # runs programs `make setup` installs (make unit does)
+
 DISTRO = "# kexec-tools default\npath /var/crash\ncore_collector makedumpfile -l --message-level 7 -d 31\n"
 OURS_V1 = "path /var/crash\ncore_collector makedumpfile -c --message-level 1 -d 31\nfailure_action reboot\n"
 OURS_V2 = OURS_V1.replace("reboot", "halt")

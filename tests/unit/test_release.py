@@ -16,6 +16,8 @@ from kbuild.build import release as R
 from kbuild.core.errors import BadInput, CheckFailed
 from kbuild.core.source import KernelVersion as KV
 
+pytestmark = pytest.mark.host_tools   # runs programs `make setup` installs (make unit does)
+
 # --- the oracle: RHEL 6 /etc/init.d/kdump, as quoted in facts.md section 1 -------------------
 # `uname -r` is a shell function reading $KREL, so the snippet itself stays as shipped.
 RHEL6_CHECK = r'''

@@ -10,6 +10,8 @@ from kbuild.configure.ledger import LedgerEntry, RequirementLedger
 from kbuild.core.source import KernelVersion
 from tests.conftest import make_tree
 
+pytestmark = pytest.mark.host_tools   # runs programs `make setup` installs (make unit does)
+
 
 def test_version_is_read_from_the_makefile(tmp_path):
     tree = make_tree(tmp_path / "linux", 'config A\n\tbool "a"\n', version=(6, 12, 117))

@@ -1,0 +1,89 @@
+"""Per-CPU facts of a dump (drgn): which CPU crashed, and how every other CPU was stopped.
+
+On x86 a crashing kernel stops the other CPUs with an NMI (crash_smp_send_stop ->
+nmi_shootdown_cpus). Each stopped CPU runs crash_nmi_callback, which saves its registers
+(crash_save_cpu: the NT_PRSTATUS note) and halts there, on the CPU's NMI stack. The saved
+registers are the *interrupted* context (kdump_nmi_callback gets the NMI's pt_regs), so an
+unwind from them shows what the CPU was doing (often the idle loop), not the stop path. The
+stop path is on the NMI stack itself: scanning it for kernel text addresses finds
+crash_nmi_callback, which is also how `crash`'s `bt` shows it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+TEXT_SCAN_LIMIT = 24   # distinct symbols kept per NMI stack: enough to show the path, short in the report
+
+
+@dataclass
+class CpuState:
+    """One CPU as the dump shows it."""
+
+    cpu: int
+    task: str                 # comm of the task current on that CPU
+    pid: int
+    stack: list[str] = field(default_factory=list)       # drgn unwind from the saved registers
+    nmi_stack: list[str] = field(default_factory=list)   # text symbols on the CPU's NMI stack
+    error: str = ""
+
+
+@dataclass
+class CpuSurvey:
+    crashed_cpu: int | None   # panic_cpu: set by panic() and by crash_kexec() (oops with panic_on_oops)
+    online: list[int]
+    cpus: list[CpuState]
+    error: str = ""
+
+
+def _nmi_stack_symbols(prog, cpu: int) -> list[str]:
+    """Kernel text symbols found on `cpu`'s NMI IST stack (struct cea_exception_stacks.NMI_stack)."""
+    import drgn
+    from drgn.helpers.linux.percpu import per_cpu
+    stacks = per_cpu(prog["cea_exception_stacks"], cpu)
+    nmi = stacks.NMI_stack
+    data = prog.read(nmi.address_of_().value_(), drgn.sizeof(nmi))
+    names: list[str] = []
+    for i in range(0, len(data) - 7, 8):
+        word = int.from_bytes(data[i:i + 8], "little")
+        if word >> 47 != 0x1FFFF:   # not a kernel-half address: cannot be a return address
+            continue
+        try:
+            name = prog.symbol(word).name
+        except LookupError:
+            continue
+        if name not in names:
+            names.append(name)
+            if len(names) >= TEXT_SCAN_LIMIT:
+                break
+    return names
+
+
+def survey(prog) -> CpuSurvey:
+    """Read panic_cpu, the online CPUs, and for each CPU its current task, stack and NMI stack."""
+    import drgn
+    from drgn.helpers.linux.cpumask import for_each_online_cpu
+    from drgn.helpers.linux.sched import cpu_curr
+    try:
+        crashed = prog["panic_cpu"].counter.value_()
+        online = list(for_each_online_cpu(prog))
+    except (drgn.FaultError, LookupError, ValueError) as e:
+        return CpuSurvey(None, [], [], f"drgn cannot read panic_cpu or the online CPUs: {e}")
+    states = []
+    for cpu in online:
+        try:
+            task = cpu_curr(prog, cpu)
+            state = CpuState(cpu, task.comm.string_().decode(errors="replace"), task.pid.value_())
+        except (drgn.FaultError, LookupError, ValueError) as e:
+            states.append(CpuState(cpu, "", -1, error=f"cannot read the current task: {e}"))
+            continue
+        try:
+            state.stack = [f.name or hex(f.pc) for f in prog.stack_trace(task)]
+        except (drgn.FaultError, LookupError, ValueError) as e:
+            state.error = f"no stack: {e}"
+        if cpu != crashed:
+            try:
+                state.nmi_stack = _nmi_stack_symbols(prog, cpu)
+            except (drgn.FaultError, LookupError, ValueError, AttributeError) as e:
+                state.error = f"cannot read the NMI stack: {e}"
+        states.append(state)
+    return CpuSurvey(crashed if crashed >= 0 else None, online, states)
