@@ -190,3 +190,28 @@ def test_bisect_finds_the_smallest_working_step():
     assert bisect(16, 256, 8, works) == 48
     assert all(s % 8 == 0 for s in tried) and len(tried) <= 6
     assert bisect(16, 24, 8, works) == 24 and tried[-1] != 24    # high is trusted, never retried
+
+
+def test_purge_ignores_only_records_that_are_not_ours():
+    from kbuild.installtest.purge import BOOKKEEPING
+    for p in ("/var/log/dpkg.log", "/var/lib/ucf/hashfile.1", "/var/lib/dpkg/status-old",
+              "/var/lib/kdump/initramfs-tools/conf.d/zzz-kdump", f"{install.STATE}/kdump-hook.log"):
+        assert BOOKKEEPING.match(p), p
+    for p in (f"/boot/initrd.img-{REL}", f"/var/lib/kdump/initrd.img-{REL}", f"/lib/modules/{REL}",
+              "/etc/default/grub.d/zz-kdump-pipeline.cfg", "/etc/default/kdump-tools.ucf-dist",
+              "/var/lib/kdump/initrd.img"):
+        assert not BOOKKEEPING.match(p), p
+
+
+def test_agent_is_enabled_with_its_nonce(tmp_path):
+    guest.add_agent(tmp_path, "n0nce", "/var/crash", 5)
+    link = tmp_path / "etc/systemd/system/multi-user.target.wants" / guest.UNIT
+    assert link.is_symlink() and str(link.readlink()) == f"/etc/systemd/system/{guest.UNIT}"
+    assert (tmp_path / install.STATE.lstrip("/") / "nonce").read_text() == "n0nce\n"
+    assert (tmp_path / guest.AGENT.lstrip("/")).stat().st_mode & 0o111
+
+
+def test_deb_set_names_what_is_missing(tmp_path, fake_manifest):
+    m = Manifest.read(fake_manifest(tmp_path))
+    with pytest.raises(BadInput, match="invoke package --formats deb"):
+        install.deb_set(m)
