@@ -184,7 +184,9 @@ def _boot(report: InstallReport, p: Prepared, m: Manifest, s: InstallTestSetting
     machine = vm.Machine(p.kernel, p.initrd, p.cmdline, p.image, pol.guest.memory, pol.guest.smp, accel[0])
     report.accel, report.accel_why, report.qemu = accel[0], accel[1], machine.command()
     panic = panic_timeout(p.done.kdump_tools.get("KDUMP_CMDLINE_APPEND", ""))
-    watch = Watch(pol.guest.capture_timeout, (panic + 30) if panic > 0 else 60)
+    # With panic= the capture kernel reboots after a panic: the reset and a whole second boot follow,
+    # so the capture deadline stays. Without it, a panic is the end: stop 30 s later.
+    watch = Watch(pol.guest.capture_timeout, None if panic != 0 else 30.0)
     serial = staged / "serial.log"
     run = vm.boot(machine, watch, s.timeout, serial)
     report.files["serial_log"] = str(serial)

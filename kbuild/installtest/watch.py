@@ -31,7 +31,8 @@ class Watch:
     """Follows the console of one VM run; `at` holds the host time of each event."""
 
     capture_timeout: float
-    panic_grace: float                         # panic= of the capture kernel plus a margin
+    hang_grace: float | None                   # no panic= on the capture line: a capture panic is a hang;
+                                               # stop this long after it (None: panic= reboots, keep waiting)
     at: dict[str, float] = field(default_factory=dict)
     banners: list[float] = field(default_factory=list)
     banner_lines: list[int] = field(default_factory=list)
@@ -75,7 +76,7 @@ class Watch:
                 self.oom = self.oom or text
             if _DEAD.search(text):
                 self.capture_panic = self.capture_panic or text
-                return time.monotonic() + self.panic_grace   # panic= reboots; without it, this hangs
+                return None if self.hang_grace is None else time.monotonic() + self.hang_grace
             if "Restarting system" in text or "Rebooting in" in text:
                 self.at.setdefault("capture_reboot", line.t)
         return None

@@ -93,7 +93,7 @@ FIRST = ["[    0.000000] Linux version 6.1.192 (x) #1 SMP", "[   12.0] kdump-too
 
 
 def test_watch_follows_a_good_run():
-    w = Watch(300, 40)
+    w = Watch(300, None)
     feed(w, FIRST + ["[   10.0] kdump-tools[161]: running makedumpfile --dump-dmesg /proc/vmcore /var/crash/2/dmesg.2.",
                      "[   10.1] kdump-tools[161]: running makedumpfile -c --message-level 1 -d 31 -F /proc/vmcore | "
                      "compress > /var/crash/2/dump-incomplete.",
@@ -106,7 +106,7 @@ def test_watch_follows_a_good_run():
 
 
 def test_a_failed_capture_that_reboots_is_named():
-    w = Watch(300, 40)
+    w = Watch(300, None)     # panic= on the capture line: a capture panic does not cut the wait short
     feed(w, FIRST + ["[    0.52] swapper/0 invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL)",
                      "[    0.53] Kernel panic - not syncing: System is deadlocked on memory",
                      "[    0.53] Rebooting in 10 seconds..", "[    0.000000] Linux version 6.1.192 (x) #1 SMP",
@@ -116,8 +116,10 @@ def test_a_failed_capture_that_reboots_is_named():
 
 
 def test_a_capture_kernel_that_hangs_asks_for_panic():
-    w = Watch(300, 40)
-    feed(w, FIRST + ["[    0.53] Kernel panic - not syncing: System is deadlocked on memory"])
+    w = Watch(300, 30.0)
+    feed(w, FIRST[:-1])
+    assert w(ConsoleLine(9.0, FIRST[-1])) is not None                  # capture banner: bounded wait
+    assert w(ConsoleLine(9.5, "[    0.53] Kernel panic - not syncing: System is deadlocked on memory")) is not None
     outcome, (phase, why) = diagnose(w, None, True, 900)
     assert outcome == "capture failed, machine hung" and phase == "capture" and "panic=" in why
 
@@ -125,7 +127,7 @@ def test_a_capture_kernel_that_hangs_asks_for_panic():
 @pytest.mark.parametrize("lines,phase", [(FIRST[:1], "first_boot"), (FIRST[:3], "kdump_ready"),
                                          (FIRST[:6], "crash")])
 def test_an_early_stop_names_its_phase(lines, phase):
-    w = Watch(300, 40)
+    w = Watch(300, None)
     feed(w, lines)
     assert diagnose(w, 0, False, 900)[1][0] == phase
 
@@ -215,3 +217,10 @@ def test_deb_set_names_what_is_missing(tmp_path, fake_manifest):
     m = Manifest.read(fake_manifest(tmp_path))
     with pytest.raises(BadInput, match="invoke package --formats deb"):
         install.deb_set(m)
+
+
+def test_with_panic_a_capture_panic_keeps_the_deadline():
+    w = Watch(300, None)
+    feed(w, FIRST)
+    assert w(ConsoleLine(20.0, "[    0.53] Kernel panic - not syncing: System is deadlocked on memory")) is None
+    assert w.capture_panic
