@@ -192,7 +192,7 @@ def _boot(report: InstallReport, p: Prepared, m: Manifest, s: InstallTestSetting
     report.events = dict(watch.at)
     report.timings.update(watch.timings(run.duration))
     report.serial_tail = [ln.text for ln in run.lines[-TAIL:]]
-    report.outcome, failed = diagnose(watch, run.returncode, run.timed_out, s.timeout)
+    report.outcome, failed = diagnose(watch, run.returncode, run.timed_out, s.timeout, run.stopped)
     report.makedumpfile = watch.makedumpfile
     if "initrd_build" in watch.at and "kdump_loaded" in watch.at and not p.cached:
         report.kdump_initrd["built_in_guest_seconds"] = round(watch.at["kdump_loaded"] - watch.at["initrd_build"], 3)

@@ -96,12 +96,14 @@ class Watch:
         return {n: round(e - s, 3) for n, s, e in marks if s is not None and e is not None}
 
 
-def diagnose(w: Watch, returncode: int | None, timed_out: bool, timeout: float) -> tuple[str, tuple[str, str] | None]:
+def diagnose(w: Watch, returncode: int | None, timed_out: bool, timeout: float,
+             stopped: bool = False) -> tuple[str, tuple[str, str] | None]:
     """(outcome, (phase, one-line reason) or None). Outcomes: dump saved; capture failed,
     machine rebooted; capture failed, machine hung; or where the run stopped."""
     if w.dumped:
         return "dump saved", None
-    where = f"timed out after {timeout:g}s" if timed_out else f"QEMU exited {returncode}"
+    where = (f"timed out after {timeout:g}s" if timed_out else "stopped waiting" if stopped
+             else f"QEMU exited {returncode}")
     evidence = w.oom or w.capture_panic
     if "NOT-READY" in w.marks:
         return "kdump not ready", ("kdump_ready", f"kdump-config never said ready: {w.marks['NOT-READY']}")
@@ -119,7 +121,8 @@ def diagnose(w: Watch, returncode: int | None, timed_out: bool, timeout: float) 
                                                       f"agent never reported ({where})")
     if w.capture_panic:
         return "capture failed, machine hung", (
-            "capture", f"capture failed, machine hung: {w.capture_panic} and no reboot followed ({where}); "
+            "capture", f"capture failed, machine hung: {w.capture_panic}, and no reboot followed "
+                       f"({where}{f' {w.hang_grace:g}s after it' if stopped and w.hang_grace else ''}); "
                        "the capture command line needs panic=")
     return "capture failed, machine hung", (
         "capture", f"the capture kernel hung ({where})" + (f": {evidence}" if evidence else ""))

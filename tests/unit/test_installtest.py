@@ -120,8 +120,9 @@ def test_a_capture_kernel_that_hangs_asks_for_panic():
     feed(w, FIRST[:-1])
     assert w(ConsoleLine(9.0, FIRST[-1])) is not None                  # capture banner: bounded wait
     assert w(ConsoleLine(9.5, "[    0.53] Kernel panic - not syncing: System is deadlocked on memory")) is not None
-    outcome, (phase, why) = diagnose(w, None, True, 900)
+    outcome, (phase, why) = diagnose(w, None, False, 900, stopped=True)
     assert outcome == "capture failed, machine hung" and phase == "capture" and "panic=" in why
+    assert "stopped waiting 30s after it" in why
 
 
 @pytest.mark.parametrize("lines,phase", [(FIRST[:1], "first_boot"), (FIRST[:3], "kdump_ready"),
