@@ -31,6 +31,7 @@ def add_agent(root: Path, nonce: str, coredir: str, ready_timeout: int, remove: 
                             ready_timeout=int(ready_timeout), remove=list(remove)))
     agent.chmod(0o755)
     unit = root / "etc/systemd/system" / UNIT
+    unit.parent.mkdir(parents=True, exist_ok=True)
     unit.write_text(render("installtest/guest-agent.service.j2", state=STATE, agent=AGENT))
     wants = root / "etc/systemd/system/multi-user.target.wants"
     wants.mkdir(parents=True, exist_ok=True)

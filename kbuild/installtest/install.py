@@ -29,6 +29,7 @@ KDUMP_HOOK = "etc/kernel/postinst.d/kdump-tools"
 STATE = "/var/lib/install-test"          # the test's own files in the guest
 DEBS_IN_ROOT = "/var/cache/install-test/debs"
 KDUMP_TOOLS_DEFAULTS = "etc/default/kdump-tools"
+KDUMP_TOOLS_TEMPLATE = "usr/share/kdump-tools/kdump-tools.conf"   # kdump-tools' ucf source, ours diverted in
 _VARS = ("KDUMP_COREDIR", "MAKEDUMP_ARGS", "KDUMP_FAIL_CMD", "KDUMP_CMDLINE_APPEND", "USE_KDUMP")
 
 
@@ -128,8 +129,19 @@ def parse_hook_log(text: str) -> tuple[HookCall, ...]:
     return tuple(calls)
 
 
-def read_defaults(root: Path) -> dict[str, str]:
-    """/etc/default/kdump-tools of the root, sourced by sh as kdump-config does."""
+def read_defaults(root: Path, path: str = KDUMP_TOOLS_DEFAULTS) -> dict[str, str]:
+    """/etc/default/kdump-tools of the root (or another file in that syntax), sourced by sh as
+    kdump-config does."""
     script = '. "$1"; ' + "; ".join(f'printf "%s=%s\\n" {v} "${{{v}-}}"' for v in _VARS)
-    out = run(["sh", "-c", script, "sh", str(root / KDUMP_TOOLS_DEFAULTS)]).output
+    out = run(["sh", "-c", script, "sh", str(root / path.lstrip("/"))]).output
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def shipped_defaults(config_deb: Path, work: Path) -> dict[str, str]:
+    """The kdump-tools settings our config package ships (its template of /etc/default/kdump-tools)."""
+    dest = work / "config-deb"
+    shutil.rmtree(dest, ignore_errors=True)
+    run(["dpkg-deb", "-x", str(config_deb), str(dest)], package="dpkg")
+    values = read_defaults(dest, KDUMP_TOOLS_TEMPLATE)
+    shutil.rmtree(dest, ignore_errors=True)
+    return values

@@ -14,7 +14,7 @@ class InstallReport:
     release: str
     build_id: str
     nonce: str
-    crashkernel: str
+    crashkernel: str                # the reservation tested (our drop-in's, unless --crashkernel)
     outcome: str = "not run"        # dump saved | capture failed, machine rebooted | ... (watch.diagnose)
     accel: str = ""
     accel_why: str = ""

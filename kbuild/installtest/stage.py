@@ -25,7 +25,7 @@ from kbuild.installtest import cmdline as grub, disk, guest, install, kdumpinitr
 from kbuild.installtest.report import InstallReport
 from kbuild.installtest.settings import InstallTestSettings, policy
 from kbuild.installtest.watch import PHASES, Watch, diagnose
-from kbuild.package import bootcfg, kdumpcfg
+from kbuild.package import bootcfg
 
 FOLDER = "install-test"
 TAIL = 25
@@ -66,11 +66,6 @@ class Prepared:
     other: Manifest | None
     cache: kdumpinitrd.CachedInitrd
     cached: bool
-
-
-def expected_defaults(m: Manifest) -> dict[str, str]:
-    """/etc/default/kdump-tools as our config package should have installed it."""
-    return kdumpcfg.kdump_tools_values(kdumpcfg.load(), m.release.cpu_limit_arg)
 
 
 def panic_timeout(append: str) -> int:
@@ -128,13 +123,16 @@ def _install(report: InstallReport, m: Manifest, s: InstallTestSettings, staged:
     hook_log = root / install.STATE.lstrip("/") / "kdump-hook.log"
     if hook_log.is_file():
         shutil.copyfile(hook_log, staged / "kdump-hook.log")
-    want, coredir = expected_defaults(m), done.kdump_tools.get("KDUMP_COREDIR") or "/var/crash"
+    want = {k: v for k, v in install.shipped_defaults(install.deb_set(m)[2], work).items() if k != "USE_KDUMP"}
+    coredir = done.kdump_tools.get("KDUMP_COREDIR") or "/var/crash"
     report.install = {"debs": [d.name for d in done.debs], "kdump_tools": done.kdump_tools,
                       "hook_calls": [vars(c) for c in done.hook_calls], "seconds": done.seconds}
     report.checks += install_checks(done, want, rel)
-    model = kdumpcfg.load().crashkernel
-    if report.crashkernel != model:
-        guest.set_crashkernel(root, bootcfg.BootEntries.for_release(rel, model).dropin_name, report.crashkernel)
+    shipped = grub.grub_cmdline(root, rel, fsuuid).crashkernel    # what our drop-in sets
+    if not report.crashkernel:
+        report.crashkernel = shipped[-1] if shipped else "none"
+    elif shipped != [report.crashkernel]:
+        guest.set_crashkernel(root, bootcfg.load().grub_dropin.name, report.crashkernel)
     remove = install.package_names(other.release.release)[1:] if other else ()
     if other:
         report.alongside = {"release": other.release.release,
@@ -165,7 +163,8 @@ def install_checks(done: install.Installed, want: dict[str, str], rel: str) -> l
     """ucf installed our kdump-tools settings; our postinst ran kdump-tools' hook as Debian's kernels do."""
     calls = [c for c in done.hook_calls if c.args[:1] == (rel,)]
     return [Check("kdump-settings", all(done.kdump_tools.get(k) == v for k, v in want.items()),
-                  "/etc/default/kdump-tools carries our settings (ucf): " + ", ".join(f"{k}={v}" for k, v in want.items()),
+                  "/etc/default/kdump-tools is what our config package ships (ucf): "
+                  + ", ".join(f"{k}={v}" for k, v in want.items()),
                   ", ".join(f"{k}={done.kdump_tools.get(k)}" for k in want)),
             Check("kdump-hook-called", bool(calls) and calls[0].args == (rel, f"/boot/vmlinuz-{rel}")
                   and calls[0].deb_maint_params.split()[:1] == ["configure"],
@@ -184,14 +183,16 @@ def _boot(report: InstallReport, p: Prepared, m: Manifest, s: InstallTestSetting
     machine = vm.Machine(p.kernel, p.initrd, p.cmdline, p.image, pol.guest.memory, pol.guest.smp, accel[0])
     report.accel, report.accel_why, report.qemu = accel[0], accel[1], machine.command()
     panic = panic_timeout(p.done.kdump_tools.get("KDUMP_CMDLINE_APPEND", ""))
-    watch = Watch(pol.guest.capture_timeout, (panic + 30) if panic > 0 else 60)
+    # With panic= the capture kernel reboots after a panic: the reset and a whole second boot follow,
+    # so the capture deadline stays. Without it, a panic is the end: stop 30 s later.
+    watch = Watch(pol.guest.capture_timeout, None if panic != 0 else 30.0)
     serial = staged / "serial.log"
     run = vm.boot(machine, watch, s.timeout, serial)
     report.files["serial_log"] = str(serial)
     report.events = dict(watch.at)
     report.timings.update(watch.timings(run.duration))
     report.serial_tail = [ln.text for ln in run.lines[-TAIL:]]
-    report.outcome, failed = diagnose(watch, run.returncode, run.timed_out, s.timeout)
+    report.outcome, failed = diagnose(watch, run.returncode, run.timed_out, s.timeout, run.stopped)
     report.makedumpfile = watch.makedumpfile
     if "initrd_build" in watch.at and "kdump_loaded" in watch.at and not p.cached:
         report.kdump_initrd["built_in_guest_seconds"] = round(watch.at["kdump_loaded"] - watch.at["initrd_build"], 3)
@@ -278,7 +279,7 @@ def _install_test(m: Manifest, s: InstallTestSettings) -> InstallReport:
     staged.mkdir(parents=True)
     try:
         tarball = prepare(m, staged / "commands.log")
-        ck = sizes.fmt(s.crashkernel) if s.crashkernel else kdumpcfg.load().crashkernel
+        ck = sizes.fmt(s.crashkernel) if s.crashkernel else ""      # "": as our drop-in ships it
         report = run_once(m, s, ck, staged, tarball)
         finalize(report, staged, final, s.keep)
     finally:

@@ -31,7 +31,8 @@ class Watch:
     """Follows the console of one VM run; `at` holds the host time of each event."""
 
     capture_timeout: float
-    panic_grace: float                         # panic= of the capture kernel plus a margin
+    hang_grace: float | None                   # no panic= on the capture line: a capture panic is a hang;
+                                               # stop this long after it (None: panic= reboots, keep waiting)
     at: dict[str, float] = field(default_factory=dict)
     banners: list[float] = field(default_factory=list)
     banner_lines: list[int] = field(default_factory=list)
@@ -75,7 +76,7 @@ class Watch:
                 self.oom = self.oom or text
             if _DEAD.search(text):
                 self.capture_panic = self.capture_panic or text
-                return time.monotonic() + self.panic_grace   # panic= reboots; without it, this hangs
+                return None if self.hang_grace is None else time.monotonic() + self.hang_grace
             if "Restarting system" in text or "Rebooting in" in text:
                 self.at.setdefault("capture_reboot", line.t)
         return None
@@ -95,12 +96,14 @@ class Watch:
         return {n: round(e - s, 3) for n, s, e in marks if s is not None and e is not None}
 
 
-def diagnose(w: Watch, returncode: int | None, timed_out: bool, timeout: float) -> tuple[str, tuple[str, str] | None]:
+def diagnose(w: Watch, returncode: int | None, timed_out: bool, timeout: float,
+             stopped: bool = False) -> tuple[str, tuple[str, str] | None]:
     """(outcome, (phase, one-line reason) or None). Outcomes: dump saved; capture failed,
     machine rebooted; capture failed, machine hung; or where the run stopped."""
     if w.dumped:
         return "dump saved", None
-    where = f"timed out after {timeout:g}s" if timed_out else f"QEMU exited {returncode}"
+    where = (f"timed out after {timeout:g}s" if timed_out else "stopped waiting" if stopped
+             else f"QEMU exited {returncode}")
     evidence = w.oom or w.capture_panic
     if "NOT-READY" in w.marks:
         return "kdump not ready", ("kdump_ready", f"kdump-config never said ready: {w.marks['NOT-READY']}")
@@ -118,7 +121,8 @@ def diagnose(w: Watch, returncode: int | None, timed_out: bool, timeout: float) 
                                                       f"agent never reported ({where})")
     if w.capture_panic:
         return "capture failed, machine hung", (
-            "capture", f"capture failed, machine hung: {w.capture_panic} and no reboot followed ({where}); "
+            "capture", f"capture failed, machine hung: {w.capture_panic}, and no reboot followed "
+                       f"({where}{f' {w.hang_grace:g}s after it' if stopped and w.hang_grace else ''}); "
                        "the capture command line needs panic=")
     return "capture failed, machine hung", (
         "capture", f"the capture kernel hung ({where})" + (f": {evidence}" if evidence else ""))

@@ -104,6 +104,28 @@ def test_a_too_small_reservation_reboots_instead_of_hanging(server, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: install-test failed in phase capture")
 
 
+def test_without_panic_the_failed_capture_hangs(server, tmp_path):
+    """The contrast: the same too-small reservation with a config package whose capture line has no
+    panic= (kdump-tools' stock behaviour) hangs after the capture kernel's panic."""
+    manifest, release = server
+    (tmp_path / release).mkdir()
+    shutil.copyfile(manifest, tmp_path / release / manifest.name)
+    settings = tmp_path / "kdump-no-panic.toml"
+    stock = (REPO / "configs/kdump.toml").read_text()
+    assert " panic=10" in stock
+    settings.write_text(stock.replace(" panic=10", ""))
+    env = {**os.environ, "KBUILD_DIST_DIR": str(tmp_path)}
+    proc = invoke("package", "--formats", "deb", "--kdump-config", str(settings), env=env)
+    assert proc.returncode == 0 and "panic=" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+    proc = invoke("install-test", "--release", release, "--crashkernel", TOO_SMALL, env=env)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    report = json.loads((tmp_path / release / "install-test/report.json").read_text())
+    assert report["outcome"] == "capture failed, machine hung"
+    assert report["failure"]["phase"] == "capture" and "needs panic=" in report["failure"]["message"]
+    assert "panic=" not in report["capture_cmdline"] and "second_boot" not in report["events"]
+    assert next(c for c in report["checks"] if c["name"] == "kdump-settings")["ok"]   # what that package ships
+
+
 def test_the_minimal_kernel_is_refused_before_any_work(default_build):
     proc = invoke("install-test", "--release", default_build.release.release)
     assert proc.returncode == 1

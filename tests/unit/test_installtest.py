@@ -93,7 +93,7 @@ FIRST = ["[    0.000000] Linux version 6.1.192 (x) #1 SMP", "[   12.0] kdump-too
 
 
 def test_watch_follows_a_good_run():
-    w = Watch(300, 40)
+    w = Watch(300, None)
     feed(w, FIRST + ["[   10.0] kdump-tools[161]: running makedumpfile --dump-dmesg /proc/vmcore /var/crash/2/dmesg.2.",
                      "[   10.1] kdump-tools[161]: running makedumpfile -c --message-level 1 -d 31 -F /proc/vmcore | "
                      "compress > /var/crash/2/dump-incomplete.",
@@ -106,7 +106,7 @@ def test_watch_follows_a_good_run():
 
 
 def test_a_failed_capture_that_reboots_is_named():
-    w = Watch(300, 40)
+    w = Watch(300, None)     # panic= on the capture line: a capture panic does not cut the wait short
     feed(w, FIRST + ["[    0.52] swapper/0 invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL)",
                      "[    0.53] Kernel panic - not syncing: System is deadlocked on memory",
                      "[    0.53] Rebooting in 10 seconds..", "[    0.000000] Linux version 6.1.192 (x) #1 SMP",
@@ -116,16 +116,19 @@ def test_a_failed_capture_that_reboots_is_named():
 
 
 def test_a_capture_kernel_that_hangs_asks_for_panic():
-    w = Watch(300, 40)
-    feed(w, FIRST + ["[    0.53] Kernel panic - not syncing: System is deadlocked on memory"])
-    outcome, (phase, why) = diagnose(w, None, True, 900)
+    w = Watch(300, 30.0)
+    feed(w, FIRST[:-1])
+    assert w(ConsoleLine(9.0, FIRST[-1])) is not None                  # capture banner: bounded wait
+    assert w(ConsoleLine(9.5, "[    0.53] Kernel panic - not syncing: System is deadlocked on memory")) is not None
+    outcome, (phase, why) = diagnose(w, None, False, 900, stopped=True)
     assert outcome == "capture failed, machine hung" and phase == "capture" and "panic=" in why
+    assert "stopped waiting 30s after it" in why
 
 
 @pytest.mark.parametrize("lines,phase", [(FIRST[:1], "first_boot"), (FIRST[:3], "kdump_ready"),
                                          (FIRST[:6], "crash")])
 def test_an_early_stop_names_its_phase(lines, phase):
-    w = Watch(300, 40)
+    w = Watch(300, None)
     feed(w, lines)
     assert diagnose(w, 0, False, 900)[1][0] == phase
 
@@ -190,3 +193,35 @@ def test_bisect_finds_the_smallest_working_step():
     assert bisect(16, 256, 8, works) == 48
     assert all(s % 8 == 0 for s in tried) and len(tried) <= 6
     assert bisect(16, 24, 8, works) == 24 and tried[-1] != 24    # high is trusted, never retried
+
+
+def test_purge_ignores_only_records_that_are_not_ours():
+    from kbuild.installtest.purge import BOOKKEEPING
+    for p in ("/var/log/dpkg.log", "/var/lib/ucf/hashfile.1", "/var/lib/dpkg/status-old",
+              "/var/lib/kdump/initramfs-tools/conf.d/zzz-kdump", f"{install.STATE}/kdump-hook.log"):
+        assert BOOKKEEPING.match(p), p
+    for p in (f"/boot/initrd.img-{REL}", f"/var/lib/kdump/initrd.img-{REL}", f"/lib/modules/{REL}",
+              "/etc/default/grub.d/zz-kdump-pipeline.cfg", "/etc/default/kdump-tools.ucf-dist",
+              "/var/lib/kdump/initrd.img"):
+        assert not BOOKKEEPING.match(p), p
+
+
+def test_agent_is_enabled_with_its_nonce(tmp_path):
+    guest.add_agent(tmp_path, "n0nce", "/var/crash", 5)
+    link = tmp_path / "etc/systemd/system/multi-user.target.wants" / guest.UNIT
+    assert link.is_symlink() and str(link.readlink()) == f"/etc/systemd/system/{guest.UNIT}"
+    assert (tmp_path / install.STATE.lstrip("/") / "nonce").read_text() == "n0nce\n"
+    assert (tmp_path / guest.AGENT.lstrip("/")).stat().st_mode & 0o111
+
+
+def test_deb_set_names_what_is_missing(tmp_path, fake_manifest):
+    m = Manifest.read(fake_manifest(tmp_path))
+    with pytest.raises(BadInput, match="invoke package --formats deb"):
+        install.deb_set(m)
+
+
+def test_with_panic_a_capture_panic_keeps_the_deadline():
+    w = Watch(300, None)
+    feed(w, FIRST)
+    assert w(ConsoleLine(20.0, "[    0.53] Kernel panic - not syncing: System is deadlocked on memory")) is None
+    assert w.capture_panic
