@@ -99,6 +99,27 @@ def as_int(value, flag: str, minimum: int = 0) -> int | None:
     return n
 
 
+def as_seconds(value, flag: str) -> float:
+    """A positive duration flag (text or number)."""
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"{flag} {value!r}: expected seconds") from None
+    if not t > 0:
+        raise BadInput(f"{flag} {t:g}: must be positive")
+    return t
+
+
+ACCELS = ("auto", "kvm", "tcg")
+
+
+def as_accel(value: str, flag: str = "--accel") -> str:
+    """auto (KVM if a trial boot works, else TCG), kvm or tcg: the QEMU stages' accelerator flag."""
+    if value not in ACCELS:
+        raise BadInput(f"{flag} {value!r}: choose auto, kvm or tcg")
+    return value
+
+
 @dataclass(frozen=True)
 class BuildSettings:
     """configure's settings plus what the compile needs; validated before any work."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kbuild.core import config, sizes
+from kbuild.core.settings import as_accel, as_seconds
 from kbuild.core.errors import BadInput, CheckFailed
 from kbuild.core.paths import CONFIGS
 from kbuild.package import bootcfg, kdumpcfg
@@ -178,15 +179,8 @@ class CrashTestSettings:
         kexec = kexec or pol.guest.kexec
         if kexec not in pol.loader:
             raise BadInput(f"--kexec {kexec!r}: choose {' or '.join(pol.loader)}")
-        accel = accel or pol.guest.accel
-        if accel not in ("auto", "kvm", "tcg"):
-            raise BadInput(f"--accel {accel!r}: choose auto, kvm or tcg")
-        try:
-            timeout = float(timeout if timeout is not None else pol.guest.timeout)
-        except ValueError:
-            raise BadInput(f"--timeout {timeout!r}: expected seconds") from None
-        if timeout <= 0:
-            raise BadInput(f"--timeout {timeout:g}: must be positive")
+        accel = as_accel(accel or pol.guest.accel)
+        timeout = as_seconds(timeout if timeout is not None else pol.guest.timeout, "--timeout")
         try:
             n = int(cpus if cpus is not None else pol.guest.cpus)
         except ValueError:

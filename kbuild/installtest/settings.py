@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kbuild.core import config, sizes
+from kbuild.core.settings import as_accel, as_seconds
 from kbuild.core.errors import BadInput
 from kbuild.core.paths import CONFIGS
 
@@ -102,15 +103,8 @@ class InstallTestSettings:
     def from_flags(cls, release=None, accel=None, timeout=None, keep=False, crashkernel=None,
                    find_crashkernel=False, alongside=None) -> "InstallTestSettings":
         pol = policy()
-        accel = accel or pol.guest.accel
-        if accel not in ("auto", "kvm", "tcg"):
-            raise BadInput(f"--accel {accel!r}: choose auto, kvm or tcg")
-        try:
-            timeout = float(timeout if timeout is not None else pol.guest.timeout)
-        except ValueError:
-            raise BadInput(f"--timeout {timeout!r}: expected seconds") from None
-        if timeout <= 0:
-            raise BadInput(f"--timeout {timeout:g}: must be positive")
+        accel = as_accel(accel or pol.guest.accel)
+        timeout = as_seconds(timeout if timeout is not None else pol.guest.timeout, "--timeout")
         ck = None
         if crashkernel is not None:
             ck = sizes.parse(str(crashkernel), "--crashkernel")
