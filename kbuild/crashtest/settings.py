@@ -163,7 +163,7 @@ class CrashTestSettings:
         mem = sizes.parse(memory or pol.guest.memory, "--memory")
         if mem < 256 * sizes.MIB:
             raise BadInput(f"--memory {memory}: at least 256M (the guest holds a crashkernel reservation)")
-        ck = str(crashkernel or kdump.crashkernel).strip()
+        ck = str(crashkernel or kdump.crashkernel or kdumpcfg.DEFAULT_CRASHKERNEL).strip()
         try:
             parsed = bootcfg.parse_crashkernel(ck)  # the kernel's own grammar, shared with packaging
         except CheckFailed as e:

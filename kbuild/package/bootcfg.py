@@ -127,18 +127,20 @@ def _nonzero(ck: Crashkernel) -> Crashkernel:
     return ck
 
 
-def crashkernel_warnings(ck: Crashkernel) -> list[str]:
-    """Legal but likely to lose the dump (facts.md section 5 and 7)."""
+def crashkernel_warnings(ck: Crashkernel, smallest: int = SMALLEST_WORKING,
+                         basis: str = "the smallest reservation measured (facts.md) to capture a dump"
+                         ) -> list[str]:
+    """Legal but likely to lose the dump (facts.md section 5 and 7). `smallest` is the build's own
+    measured minimum when there is one (crash-test or install-test --find-crashkernel)."""
     out = []
     if ck.ranges and ck.ranges[0][0] > 0:
         out.append(f"crashkernel={ck.text} reserves nothing on machines with less than "
                    f"{fmt(ck.ranges[0][0])} of RAM (small VMs); an explicit size is safer")
     sizes = [ck.size] if ck.size is not None else [r[2] for r in ck.ranges]
-    small = [s for s in sizes if 0 < s < SMALLEST_WORKING]
+    small = [s for s in sizes if 0 < s < smallest]
     if small:
-        out.append(f"crashkernel={ck.text}: {fmt(min(small))} is below {fmt(SMALLEST_WORKING)}, the "
-                   "smallest reservation measured to capture a dump; the capture kernel may run "
-                   "out of memory")
+        out.append(f"crashkernel={ck.text}: {fmt(min(small))} is below {fmt(smallest)}, {basis}; "
+                   "the capture kernel may run out of memory")
     return out
 
 

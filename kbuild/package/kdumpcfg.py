@@ -59,6 +59,9 @@ def kernel_tokens(name: str, value: str, variables: tuple[str, ...] = ()) -> tup
     return words
 
 
+DEFAULT_CRASHKERNEL = "256M"   # when neither the settings nor a measurement give a reservation
+
+
 @dataclass(frozen=True)
 class KdumpSettings:
     """Validated on construction (load, replace): a value outside its grammar is exit 2."""
@@ -67,7 +70,9 @@ class KdumpSettings:
     core_collector: str
     failure_action: str
     cmdline_append: str
-    crashkernel: str
+    # None: package takes the largest reservation measured for the build (crash-test or
+    # install-test --find-crashkernel), else DEFAULT_CRASHKERNEL. A value here always wins.
+    crashkernel: str | None = None
     kdump_conf_target: str = "modern"
     # Debian only: kdump-tools' capture kernel boots straight into its dump unit.
     kdump_tools_append: str = "systemd.unit=kdump-tools-dump.service"
@@ -75,6 +80,8 @@ class KdumpSettings:
     def __post_init__(self):
         for f in ("path", "core_collector", "failure_action", "cmdline_append", "crashkernel",
                   "kdump_conf_target", "kdump_tools_append"):
+            if f == "crashkernel" and self.crashkernel is None:
+                continue
             if not isinstance(getattr(self, f), str):
                 raise BadInput(f"{f} {getattr(self, f)!r}: must be a string")
             printable(f, getattr(self, f))
@@ -94,7 +101,8 @@ class KdumpSettings:
                                "production kernel, not the capture one")
         from kbuild.package.bootcfg import parse_crashkernel
         try:
-            parse_crashkernel(self.crashkernel)
+            if self.crashkernel is not None:
+                parse_crashkernel(self.crashkernel)
         except CheckFailed as e:
             raise BadInput(str(e)) from None
 
@@ -170,7 +178,7 @@ def load_strict(cls, path: Path):
 
 
 def lint(s: KdumpSettings, cpu_limit_arg: str = NR_CPUS,
-         formats: tuple[str, ...] | set[str] = ("deb", "rpm")) -> KdumpLint:
+         formats: tuple[str, ...] | set[str] = ("deb", "rpm"), floor: tuple[int, str] | None = None) -> KdumpLint:
     """What depends on the build and the families asked for, plus warnings (risky but legal)."""
     from kbuild.package.bootcfg import crashkernel_warnings, parse_crashkernel
     errors: list[str] = []
@@ -184,7 +192,8 @@ def lint(s: KdumpSettings, cpu_limit_arg: str = NR_CPUS,
     if not s.collector().dump_levels:
         warnings.append("core_collector has no -d: makedumpfile copies every page (the dump can "
                         "be as large as RAM); the tutorial uses -d 31")
-    warnings.extend(crashkernel_warnings(parse_crashkernel(s.crashkernel)))
+    if s.crashkernel is not None:
+        warnings.extend(crashkernel_warnings(parse_crashkernel(s.crashkernel), *(floor or ())))
     if not any(int(v) != 0 for v in re.findall(r"(?:^|\s)panic=(-?\d+)(?=\s|$)", s.cmdline_append)):
         warnings.append(f"cmdline_append {s.cmdline_append!r} has no panic=<seconds> (non-zero): a capture kernel "
                         "that fails (out of memory) hangs for good instead of rebooting")
@@ -192,9 +201,9 @@ def lint(s: KdumpSettings, cpu_limit_arg: str = NR_CPUS,
 
 
 def check(s: KdumpSettings, cpu_limit_arg: str = NR_CPUS,
-          formats: tuple[str, ...] | set[str] = ("deb", "rpm")) -> KdumpLint:
+          formats: tuple[str, ...] | set[str] = ("deb", "rpm"), floor: tuple[int, str] | None = None) -> KdumpLint:
     """`lint`, raising BadInput (bad settings: exit 2) with the first error and a count of the others."""
-    result = lint(s, cpu_limit_arg, formats)
+    result = lint(s, cpu_limit_arg, formats, floor)
     if result.errors:
         more = f" (and {len(result.errors) - 1} more)" if len(result.errors) > 1 else ""
         raise BadInput(f"kdump settings: {result.errors[0]}{more}")

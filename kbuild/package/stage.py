@@ -17,7 +17,7 @@ from pathlib import Path
 from kbuild.core import fs, lock, tools
 from kbuild.core.errors import BadInput
 from kbuild.core.manifest import Manifest
-from kbuild.package import bootcfg, deb, kdumpcfg, rpm
+from kbuild.package import bootcfg, deb, kdumpcfg, rpm, sizing
 from kbuild.package.payload import Payload
 
 FORMATS = ("deb", "rpm")
@@ -68,14 +68,14 @@ def _package(manifest: Manifest, formats: set[str], kdump: kdumpcfg.KdumpSetting
              boot_config: Path | None) -> PackageResult:
     started = time.monotonic()
     payload = Payload.from_manifest(manifest)
-    kdump = kdump or kdumpcfg.load()
-    lint = kdumpcfg.check(kdump, payload.cpu_limit_arg, formats)
+    kdump, chosen, floor = sizing.choose(kdump or kdumpcfg.load(), manifest)
+    lint = kdumpcfg.check(kdump, payload.cpu_limit_arg, formats, floor)
     builders = [m for name, m in (("deb", deb), ("rpm", rpm)) if name in formats]
     work = Path(tempfile.mkdtemp(prefix=f"kdump-package-{payload.release}-"))
     try:
         entries = bootcfg.BootEntries.for_release(payload.release, kdump.crashkernel, boot_config)
         boot_files = bootcfg.write(entries, work / "boot")
-        done = [f"boot entries: {bootcfg.validate(entries, work / 'boot-check')}"]
+        done = [chosen, f"boot entries: {bootcfg.validate(entries, work / 'boot-check')}"]
 
         def build_and_check(m) -> tuple[list[Path], list[str]]:
             name = m.__name__.rsplit(".", 1)[1]
