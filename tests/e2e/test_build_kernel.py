@@ -116,8 +116,11 @@ def test_ctrl_c_leaves_no_manifest_and_a_rerun_recovers(built):
     path.unlink()  # force make to run: without a manifest nothing is "up to date"
     log = build_dir / "build.log"
     log.unlink()  # the previous build's log mentions init/version.o too
+    # A terminal's Ctrl-C meets a default SIGINT disposition; a test runner started in the
+    # background of a non-interactive shell inherits SIGINT ignored, so restore the default.
     proc = subprocess.Popen([*INVOKE, "build-kernel"], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         if log.exists() and "init/version.o" in log.read_text(errors="replace"):
