@@ -12,7 +12,8 @@ from kbuild.package import bootcfg, deb, kdumpcfg, rpm
 from kbuild.package.payload import Payload
 from kbuild.package.render import render, sh
 
-DEFAULT_KDUMP = dataclasses.asdict(kdumpcfg.load())
+# the shipped settings leave crashkernel to the build's measurement; the corpus sets one explicitly
+DEFAULT_KDUMP = {**dataclasses.asdict(kdumpcfg.load()), "crashkernel": kdumpcfg.DEFAULT_CRASHKERNEL}
 DEFAULT_BOOT = {"title": "Linux {release} (kdump pipeline)", "grub_dropin.name": "zz-kdump-pipeline.cfg",
                 "legacy.root": "(hd0,0)", "legacy.options": "ro root=/dev/mapper/vg_root-lv_root rhgb quiet",
                 "bls.options": "$kernelopts"}
@@ -41,7 +42,8 @@ def toml_string(value: str) -> str:
 
 
 def kdump_toml(file: Path, /, **changes: str) -> Path:
-    file.write_text("".join(f"{k} = {toml_string(v)}\n" for k, v in {**DEFAULT_KDUMP, **changes}.items()))
+    file.write_text("".join(f"{k} = {toml_string(v)}\n" for k, v in {**DEFAULT_KDUMP, **changes}.items()
+                            if v is not None))
     return file
 
 
