@@ -56,11 +56,6 @@ class Guest:
 
 
 @dataclass(frozen=True)
-class Crash:
-    supported_up_to: str
-
-
-@dataclass(frozen=True)
 class Find:
     low: str
     high: str
@@ -78,7 +73,6 @@ class InstallTestPolicy:
     rootfs: Rootfs
     site: Site
     guest: Guest
-    crash: Crash
     find: Find
     needs: dict[str, str]
 

@@ -157,10 +157,13 @@ def _grep(text: str, needle: str) -> str:
     return next((ln.strip() for ln in text.splitlines() if needle in ln), "")
 
 
-def crash_support(config_values: dict[str, str], version: tuple[int, int], up_to: str) -> str:
-    """'' if Debian's crash can open this kernel's dumps, else the reason for a named skip."""
+def crash_support(config_values: dict[str, str], version: tuple[int, int], up_to: str | None) -> str:
+    """'' if Debian's crash can open this kernel's dumps, else the reason for a named skip.
+    `up_to`: the newest kernel the installed crash reads (configs/crashtest.toml [crash_tool]), if known."""
     if config_values.get("SMP", "n") != "y":
         return "crash 8.0.2 cannot open dumps of uniprocessor kernels (no task_struct.cpu)"
+    if up_to is None:
+        return ""
     major, minor = (int(x) for x in up_to.split(".")[:2])
     if version > (major, minor):
         return f"Debian 12's crash knows Linux up to {up_to}; this is {version[0]}.{version[1]}"
