@@ -15,7 +15,7 @@ from kbuild.configure import checkconfig
 from kbuild.configure import stage as configure_mod
 from kbuild.core import tools
 from kbuild.core import defaults
-from kbuild.core.cli import configured, guarded
+from kbuild.core.cli import configured, guarded, plain_config_errors
 from kbuild.core.errors import CheckFailed
 from kbuild.core.manifest import Manifest
 from kbuild.crashtest import sizing as crashsize
@@ -240,5 +240,6 @@ def install_test(c, release=None, crashkernel=None, find_crashkernel=False, acce
 
 
 # The collection declares the `kbuild:` keys, so that invoke also reads INVOKE_KBUILD_* variables.
+plain_config_errors()
 ns = Collection.from_module(sys.modules[__name__])
 ns.configure(defaults.placeholders())

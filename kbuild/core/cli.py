@@ -80,3 +80,31 @@ def guarded(fn):
             hint = "; free some space and rerun" if e.errno == errno.ENOSPC else ""
             raise Exit(f"error: {e.strerror or e}{where}{hint}; nothing half-written was kept", code=2) from None
     return wrapper
+
+
+def plain_config_errors() -> None:
+    """invoke merges its config files after tasks.py is imported and outside any task, so a
+    `kbuild:` section that is not a mapping ends in invoke's traceback; make it one line, exit 2."""
+    from invoke.config import AmbiguousMergeError
+
+    previous = sys.excepthook
+
+    def hook(kind, value, tb):
+        if not issubclass(kind, AmbiguousMergeError) or debugging():
+            return previous(kind, value, tb)
+        sys.stderr.write(f"error: invoke config: a `{defaults.SECTION}:` section (invoke.yaml, ~/.invoke.yaml, "
+                         f"invoke -f FILE) must be a mapping of settings such as `{defaults.SECTION}: "
+                         f"{{localversion: acme}}`, not a {_merged_type(value)}\n")
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(2)
+
+    sys.excepthook = hook
+
+
+def _merged_type(error: Exception) -> str:
+    """The offending value's type from invoke's message ("... with <class 'list'> (...)")."""
+    import re
+
+    m = re.search(r"with <class '(\w+)'>", str(error))
+    return {"list": "list", "str": "string", "int": "number", "float": "number"}.get(m[1], m[1]) if m else "plain value"

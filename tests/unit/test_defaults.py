@@ -153,3 +153,14 @@ def test_a_dead_holders_lock_never_blocks(tmp_path):
     assert subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO).returncode == 9
     with lock.exclusive(tmp_path, "build-kernel", wait=False):
         pass
+
+
+@pytest.mark.parametrize("section, kind", [("kbuild:\n  - acme\n", "list"), ("kbuild: [1, 2]\n", "list")])
+def test_a_kbuild_section_that_is_not_a_mapping_is_one_line_not_invokes_traceback(tmp_path, section, kind):
+    """invoke merges config files outside any task: its AmbiguousMergeError must still be one line."""
+    bad = tmp_path / "team.yaml"
+    bad.write_text(section)
+    proc = invoke("-f", str(bad), "doctor")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: invoke config: a `kbuild:` section")
+    assert proc.stderr.strip().endswith(f"not a {kind}")
