@@ -38,8 +38,10 @@ CCACHE_DIRS = ("/usr/lib/ccache",)
 # - base_dir / makes absolute paths in the command line relative to the build folder, and the
 #   folder itself stays out of the hash (our prefix maps keep it out of the objects too);
 # - our prefix maps name the folders but always map them to ".", so they leave the hash; the
-#   -D marker keeps these objects apart from any build without the maps in the same cache.
-CCACHE_SETTINGS = {"CCACHE_DEPEND": "1", "CCACHE_BASEDIR": "/", "CCACHE_NOHASHDIR": "1",
+#   -D marker keeps these objects apart from any build without the maps in the same cache;
+# - the inode cache keeps each header's hash by inode and mtime: a kernel object names ~300
+#   headers, and without it every lookup and every store hashes all of them again.
+CCACHE_SETTINGS = {"CCACHE_DEPEND": "1", "CCACHE_BASEDIR": "/", "CCACHE_NOHASHDIR": "1", "CCACHE_INODECACHE": "1",
                    "CCACHE_IGNOREOPTIONS": "-ffile-prefix-map=* -Wa,--debug-prefix-map=*"}
 PREFIX_MAP_MARKER = "-DKBUILD_PREFIX_MAPPED_TO_DOT"
 KBUILD = Path(__file__).resolve().parents[1]

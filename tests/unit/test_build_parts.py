@@ -75,6 +75,7 @@ def test_ccache_runs_in_depend_mode_and_keeps_the_folder_out_of_the_hash(tmp_pat
     if "CCACHE_DISABLE" in env:
         pytest.fail("ccache is not installed; `make setup` installs it")
     assert env["CCACHE_DEPEND"] == "1" and env["CCACHE_NOHASHDIR"] == "1" and env["CCACHE_BASEDIR"] == "/"
+    assert env["CCACHE_INODECACHE"] == "1"
     # only the maps we always pass (each maps to ".") leave the hash, never other options
     assert all(o.endswith("prefix-map=*") for o in env["CCACHE_IGNOREOPTIONS"].split())
     assert "CCACHE_DEPEND" not in build.build_env(tree, ccache=False)
