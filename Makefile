@@ -10,10 +10,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := linux-source-6.1 linux-source-6.12 build-essential bc bison flex libelf-dev \
 	libssl-dev dwarves cpio kmod rsync ccache xz-utils perl openssl python3-venv \
 	rpm dpkg-dev lintian rpmlint shellcheck grub-common \
-	qemu-system-x86 kexec-tools makedumpfile busybox-static e2fsprogs \
+	qemu-system-x86 qemu-system-arm kexec-tools makedumpfile busybox-static e2fsprogs \
 	mmdebstrap crash
 
-.PHONY: setup apt venv run test unit integration e2e bench clean
+.PHONY: setup apt venv capture-debs run test unit integration e2e bench clean
 
 setup: apt venv
 
@@ -26,6 +26,12 @@ apt:
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+
+# The arm64 crash test's capture initramfs is made of Debian's arm64 packages (issue 14):
+# download them once into the cache (apt-get download PKG:arm64; offline, the stage says so).
+setup: capture-debs
+capture-debs: venv
+	@$(BIN)/python -m kbuild.crashtest.debs arm64
 
 venv: $(VENV)/.installed
 

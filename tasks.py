@@ -191,6 +191,9 @@ def crash_test(c, manifest=None, release=None, memory=None, crashkernel=None, ke
         print(f"last serial lines:\n{e.tail}\nreport: {e.report.files.get('report.json')}")
         raise
     for r in runs:
+        if r.skipped:
+            print(f"SKIP {r.trigger:<10} {r.release}: {r.skipped}")
+            continue
         t = r.timings
         tool = r.crash_tool.get("status", "not run")
         print(f"PASS {r.trigger:<10} {r.release}: crashed on CPU {r.crashed_cpu} of {r.cpus}, others stopped; "

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kbuild.core import config
 from kbuild.core.errors import BadInput
@@ -22,6 +22,26 @@ class Qemu:
     nmi: bool
 
 
+STOP_STACKS = ("nmi", "irq")   # where kbuild.crashtest.cpus looks for the CPU-stop path
+
+
+@dataclass(frozen=True)
+class Crash:
+    """What the crash test's guest needs that differs by architecture."""
+
+    console: str                       # console arguments of both kernels
+    disk: str                          # QEMU device of the dump disk
+    loader: str                        # ELF interpreter in the capture initramfs
+    stop_function: str                 # where every CPU but the crashing one is stopped
+    stop_stack: str                    # the per-CPU stack that function runs on (STOP_STACKS)
+    capture_debs: tuple[str, ...] = ()   # Debian packages of the initramfs; empty: the host's programs
+    skip: dict[str, str] = field(default_factory=dict)   # trigger -> why this arch cannot run it
+
+    def __post_init__(self):
+        if self.stop_stack not in STOP_STACKS:
+            raise ValueError(f"stop_stack must be one of {', '.join(STOP_STACKS)}, not {self.stop_stack!r}")
+
+
 @dataclass(frozen=True)
 class Arch:
     srcarch: str
@@ -34,6 +54,7 @@ class Arch:
     rpm_arch: str
     multiarch: str
     qemu: Qemu
+    crash: Crash
     name: str = ""          # the table's key, Kbuild's ARCH (filled in by `get`)
 
     @property
