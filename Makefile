@@ -11,11 +11,17 @@ APT_PACKAGES := linux-source-6.1 linux-source-6.12 build-essential bc bison flex
 	libssl-dev dwarves cpio kmod rsync ccache xz-utils perl openssl python3-venv \
 	rpm dpkg-dev lintian rpmlint shellcheck grub-common \
 	qemu-system-x86 qemu-system-arm kexec-tools makedumpfile busybox-static e2fsprogs \
-	mmdebstrap crash
+	mmdebstrap crash gcc-aarch64-linux-gnu
 
-.PHONY: setup apt venv capture-debs run test unit integration e2e bench clean
+.PHONY: setup multiarch apt venv capture-debs run test unit integration e2e bench clean
 
-setup: apt venv
+setup: multiarch apt venv
+
+# arm64 in dpkg's architectures, so that `apt-get download PKG:arm64` works (issue 14).
+multiarch:
+	@dpkg --print-foreign-architectures | grep -qx arm64 || { \
+		echo "dpkg: adding architecture arm64"; \
+		$(SUDO) dpkg --add-architecture arm64 && $(SUDO) apt-get update -qq; }
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do \
@@ -30,7 +36,7 @@ apt:
 # The arm64 crash test's capture initramfs is made of Debian's arm64 packages (issue 14):
 # download them once into the cache (apt-get download PKG:arm64; offline, the stage says so).
 setup: capture-debs
-capture-debs: venv
+capture-debs: multiarch venv
 	@$(BIN)/python -m kbuild.crashtest.debs arm64
 
 venv: $(VENV)/.installed

@@ -10,6 +10,7 @@ from kbuild.core.errors import BadInput
 from kbuild.core.paths import CONFIGS
 
 DEFAULT = "x86_64"
+RELEASE_SOURCES = ("setup-header", "linux-banner")   # how kbuild.build.verify reads an image's release
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,21 @@ class Arch:
     cross_package: str
     image_target: str
     image: str
+    release_from: str
+    defconfig: str
+    localversion: str
+    efi_arch: str
+    legacy_grub: bool
     deb_arch: str
     rpm_arch: str
     multiarch: str
     qemu: Qemu
     crash: Crash
     name: str = ""          # the table's key, Kbuild's ARCH (filled in by `get`)
+
+    def __post_init__(self):
+        if self.release_from not in RELEASE_SOURCES:
+            raise ValueError(f"release_from must be one of {', '.join(RELEASE_SOURCES)}, not {self.release_from!r}")
 
     @property
     def image_name(self) -> str:
@@ -73,6 +83,12 @@ def table() -> dict[str, Arch]:
     where = CONFIGS / "arches.toml"
     return {name: config.build(Arch, {**data, "name": name}, f"{where}: {name}")
             for name, data in raw.items()}
+
+
+def srcarch(name: str) -> str:
+    """Kconfig's SRCARCH for a Kbuild ARCH: the table's, else ARCH itself (as Kbuild's Makefile does)."""
+    a = table().get(name)
+    return a.srcarch if a else name
 
 
 def get(name: str = DEFAULT) -> Arch:

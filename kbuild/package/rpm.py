@@ -76,12 +76,12 @@ def rpm_env(p: Payload, work: Path) -> dict[str, str]:
 def stage(p: Payload, kdump: kdumpcfg.KdumpSettings, boot: BootEntries, folder: Path,
           ctx: dict) -> PackageTree:
     """The buildroot: kernel files, debug files with .build-id links, the config package's files."""
-    s, rel = PackageTree(folder), p.release
-    s.copy(f"/boot/vmlinuz-{rel}", p.bzimage, 0o755)
+    s, rel = PackageTree(folder, p.objcopy), p.release
+    s.copy(f"/boot/vmlinuz-{rel}", p.image, 0o755)
     s.copy(f"/boot/System.map-{rel}", p.system_map)
     s.copy(f"/boot/config-{rel}", p.config)
     # Where kernel-install and Fedora's grub plugin expect the image and the BLS entry.
-    s.copy(f"/lib/modules/{rel}/vmlinuz", p.bzimage, 0o755)
+    s.copy(f"/lib/modules/{rel}/vmlinuz", p.image, 0o755)
     s.text(f"/lib/modules/{rel}/bls.conf", bls_entry(boot))
     debug = f"/usr/lib/debug/lib/modules/{rel}"
     s.copy(f"{debug}/vmlinux", p.vmlinux)
