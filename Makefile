@@ -67,6 +67,7 @@ e2e: setup
 bench: setup
 	$(BIN)/python bench/configure
 	$(BIN)/python bench/crash_test
+	$(BIN)/python bench/crash_test --arch arm64
 	$(BIN)/python bench/install_test
 	$(BIN)/python bench/build
 

@@ -152,7 +152,7 @@ def check(vmlinux: Path, vmcore: Path, want: CrashExpect, out: Path, log: Path |
     if guest_machine and guest_machine != host and not any(outputs.values()):
         first = _said(said)
         result.status = "skip"
-        result.reason = (f"crash {version} is built for {host} and cannot read a {guest_machine} dump"
+        result.reason = (f"crash {version} is built for {host} and cannot read this {guest_machine} dump"
                          + (f"; it says: {first}" if first else ""))
         return result
     result.checks = judge(outputs, want)

@@ -34,6 +34,7 @@ from kbuild.core.kconfigfile import read_values
 from kbuild.core.manifest import Manifest
 from kbuild.core.proc import run
 from kbuild.core.source import locate
+from kbuild.core.toolchain import Toolchain
 from kbuild.crashtest import cpus as cpumod, crashtool, initramfs, qemu, vmcore
 from kbuild.crashtest.report import Check, CrashReport, Failure, MatrixReport
 from kbuild.crashtest.settings import CrashTestSettings, Need, Trigger, policy
@@ -93,7 +94,7 @@ def guest_fitness(config: Path, m: Manifest, settings: CrashTestSettings,
 
     Returns the =m modules both boots load, and those only LKDTM triggers load.
     """
-    result = check_config(config, locate(m.tree_source))
+    result = check_config(config, locate(m.tree_source), Toolchain.for_arch(archmod.get(arch)))
     if not result.ok:
         bad = [r for r in result.results if not r.ok]
         raise CheckFailed(f"refusing to boot: {config} fails check-config: "
@@ -268,7 +269,8 @@ def check_vmcore(target: Path, want: Expected, out: Path,
     task: dict = {}
     dump = vmcore.read_dump(target)
     info = {"path": str(target), "format": dump.format, "size": dump.size, "ram_bytes": want.memory,
-            "ram_share": round(dump.size / want.memory, 5), "dump_level": dump.dump_level}
+            "ram_share": round(dump.size / want.memory, 5), "dump_level": dump.dump_level,
+            "machine": dump.machine}
     fmt = makedumpfile.expected_format(want.core_collector)
     checks.append(Check("vmcore-format", dump.format == fmt, f"{fmt} (core_collector: {want.core_collector})",
                         dump.format))
