@@ -194,3 +194,12 @@ def test_cli_arch_flag_and_unknown_arch(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "invoke", "configure", "--arch", "arm64", "--profile", "server"],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2 and "profile 'server' has no arm64 variant" in proc.stderr
+
+
+def test_arch_from_a_team_default_reaches_configure(tmp_path):
+    """ProjectDefaults' `arch` key: INVOKE_KBUILD_ARCH=arm64 configures for arm64 like --arch arm64."""
+    proc = subprocess.run([sys.executable, "-m", "invoke", "configure", "--build-dir", str(tmp_path / "b")],
+                          cwd=REPO, capture_output=True, text=True, env={**os.environ, "INVOKE_KBUILD_ARCH": "arm64"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "CONFIG_ARM64=y\n" in (tmp_path / "b" / ".config").read_text()
+    assert "cross-check (make olddefconfig): identical" in proc.stdout
