@@ -63,13 +63,14 @@ integration: setup
 e2e: setup
 	$(BIN)/python -m pytest tests/e2e
 
-# bench/build takes four full kernel builds (~30 min); run it on its own.
+# bench/build takes four full kernel builds (~30 min), bench/cross_build two (~15 min); run them on their own.
 bench: setup
 	$(BIN)/python bench/configure
 	$(BIN)/python bench/crash_test
 	$(BIN)/python bench/crash_test --arch arm64
 	$(BIN)/python bench/install_test
 	$(BIN)/python bench/build
+	$(BIN)/python bench/cross_build
 
 clean:
 	rm -rf build dist
