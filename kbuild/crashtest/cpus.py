@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 TEXT_SCAN_LIMIT = 24   # distinct symbols kept per NMI stack: enough to show the path, short in the report
+IRQ_STACK_FALLBACK = 16384
 
 
 @dataclass
@@ -46,25 +47,37 @@ def _stop_stack(prog, cpu: int, kind: str) -> tuple[int, int]:
     import drgn
     from drgn.helpers.linux.percpu import per_cpu
     if kind == "irq":
-        # IRQ_STACK_SIZE is THREAD_SIZE, a macro: init_stack is declared THREAD_SIZE long
-        return per_cpu(prog["irq_stack_ptr"], cpu).value_(), drgn.sizeof(prog["init_stack"])
+        # IRQ_STACK_SIZE is a macro; without VMAP_STACK the per-CPU array irq_stack has that size,
+        # with it the stack is vmalloc'ed THREAD_SIZE (16 KiB with 4 KiB pages)
+        try:
+            size = drgn.sizeof(prog["irq_stack"])
+        except LookupError:
+            size = IRQ_STACK_FALLBACK
+        return per_cpu(prog["irq_stack_ptr"], cpu).value_(), size
     nmi = per_cpu(prog["cea_exception_stacks"], cpu).NMI_stack
     return nmi.address_of_().value_(), drgn.sizeof(nmi)
 
 
 def _nmi_stack_symbols(prog, cpu: int, kind: str = "nmi") -> list[str]:
     """Kernel text symbols found on the stack `cpu` was stopped on (see _stop_stack), lowest address first."""
+    import drgn
     address, size = _stop_stack(prog, cpu, kind)
     data = prog.read(address, size)
     names: list[str] = []
-    for i in range(0, len(data) - 7, 8):
+    # The IRQ stack is shared by every interrupt: below the live frames lie older ones. Read it
+    # from its top (the outermost live frame) down, functions only, so the live path comes first.
+    offsets = range(0, len(data) - 7, 8) if kind == "nmi" else range(len(data) - 8, -1, -8)
+    for i in offsets:
         word = int.from_bytes(data[i:i + 8], "little")
         if word >> 47 != 0x1FFFF:   # not a kernel-half address: cannot be a return address
             continue
         try:
-            name = prog.symbol(word).name
+            sym = prog.symbol(word)
         except LookupError:
             continue
+        if kind != "nmi" and sym.kind != drgn.SymbolKind.FUNC:
+            continue
+        name = sym.name
         if name not in names:
             names.append(name)
             if len(names) >= TEXT_SCAN_LIMIT:

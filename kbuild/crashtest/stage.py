@@ -17,6 +17,7 @@ triggers it cannot run (the NMI) are named skips in the report, never passes.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -277,11 +278,14 @@ def check_vmcore(target: Path, want: Expected, out: Path,
     checks.append(Check("vmcore-complete", dump.complete, "complete", dump.why_incomplete or "complete"))
     if dump.format not in ("kdump-compressed", "elf"):
         return checks, info, task, {}
+    foreign = bool(dump.machine) and dump.machine != os.uname().machine   # makedumpfile reads its own arch only
     try:
-        dmesg = vmcore.dump_dmesg(target, out / "dmesg.txt", log)
-    except CommandFailed as e:
+        dmesg = (vmcore.dmesg_with_drgn(target, want.vmlinux, out / "dmesg.txt") if foreign
+                 else vmcore.dump_dmesg(target, out / "dmesg.txt", log))
+    except (CommandFailed, ValueError) as e:
         dmesg = ""
-        checks.append(Check("dmesg-readable", False, "makedumpfile --dump-dmesg succeeds", str(e).splitlines()[0]))
+        checks.append(Check("dmesg-readable", False, "drgn reads the log buffer" if foreign
+                            else "makedumpfile --dump-dmesg succeeds", str(e).splitlines()[0]))
     lines = want.trigger.lines(want.pinned_cpu)
     absent = [ln for ln in lines if ln not in dmesg]
     checks.append(Check("dmesg-signature", not absent, " and ".join(repr(ln) for ln in lines) + " in the dump's dmesg",

@@ -211,6 +211,26 @@ def dump_dmesg(vmcore: Path, out: Path, log: Path | None = None) -> str:
     return out.read_text(errors="replace")
 
 
+def dmesg_with_drgn(vmcore: Path, vmlinux: Path, out: Path) -> str:
+    """The crashed kernel's log read by drgn (printk's ring buffer), for a dump of another architecture.
+
+    Debian's makedumpfile reads only its own architecture's dumps (on x86_64 it fails an aarch64
+    one with `vtop4_x86_64: Can't get the symbol of init_level4_pgt`); drgn reads any. Raises
+    ValueError with drgn's reason.
+    """
+    import drgn
+    from drgn.helpers.linux.printk import get_dmesg
+    try:
+        prog = drgn.Program()
+        prog.set_core_dump(str(vmcore))
+        prog.load_debug_info([str(vmlinux)])
+        text = get_dmesg(prog).decode(errors="replace")
+    except (drgn.FaultError, drgn.MissingDebugInfoError, ValueError, OSError, LookupError) as e:
+        raise ValueError(f"drgn cannot read the log buffer: {e}") from None
+    out.write_text(text)
+    return text
+
+
 def open_with_debuginfo(vmcore: Path, vmlinux: Path, modules: tuple[Path, ...] = ()) -> DebugView:
     """Open the dump with the debug vmlinux (drgn) and read the crashed task's stack.
 

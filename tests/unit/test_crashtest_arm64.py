@@ -103,10 +103,13 @@ def test_vm_needs_follow_the_arch():
     values["SERIAL_8250_CONSOLE"] = "n"
     assert crashtest.vm_needs(values, "file", "arm64")[1] == []
     assert "CONFIG_SERIAL_8250_CONSOLE=y" in crashtest.vm_needs(values, "file", "x86_64")[1][0]
-    values = {**values, "SERIAL_8250_CONSOLE": "y", "SERIAL_AMBA_PL011_CONSOLE": "n", "PCI_HOST_GENERIC": "n"}
+    values = {**values, "SERIAL_8250_CONSOLE": "y", "SERIAL_AMBA_PL011_CONSOLE": "n", "PCI_HOST_GENERIC": "n",
+              "RTC_DRV_PL031": "n"}
     assert crashtest.vm_needs(values, "file", "x86_64")[1] == []
     missing = crashtest.vm_needs(values, "file", "arm64")[1]
-    assert [m.split("=")[0] for m in missing] == ["CONFIG_SERIAL_AMBA_PL011_CONSOLE", "CONFIG_PCI_HOST_GENERIC"]
+    assert [m.split("=")[0] for m in missing] == ["CONFIG_SERIAL_AMBA_PL011_CONSOLE", "CONFIG_PCI_HOST_GENERIC",
+                                                  "CONFIG_RTC_DRV_PL031"]
+    assert "CRASHTIME=0" in missing[2]
 
 
 def test_nmi_is_a_named_skip_in_both_reports(tmp_path):
