@@ -56,6 +56,7 @@ class Arch:
     localversion: str
     efi_arch: str
     legacy_grub: bool
+    efi_stub: bool
     deb_arch: str
     rpm_arch: str
     multiarch: str

@@ -341,6 +341,19 @@ def validate(e: BootEntries, work: Path) -> str:
     return f"{legacy}, BLS keys (architecture {e.efi_arch}), sh -n, shellcheck, grub-script-check: ok"
 
 
+def check_efi_stub(image: Path, arch: Arch) -> str:
+    """Where the arch boots through GRUB on EFI only (arm64), the image must be an EFI application
+    (PE/COFF "MZ" header from CONFIG_EFI's stub), or the packages' boot entries cannot boot it."""
+    if not arch.efi_stub:
+        return f"{image.name}: no EFI stub needed on {arch.name}"
+    with open(image, "rb") as fh:
+        head = fh.read(2)
+    if head != b"MZ":
+        raise CheckFailed(f"{image}: no EFI stub (PE/COFF MZ header); GRUB on EFI cannot boot it on {arch.name}: "
+                          "build with CONFIG_EFI=y")
+    return f"{image.name}: EFI stub present (GRUB on EFI can boot it)"
+
+
 def _check_keyed(what: str, text: str, known: tuple[str, ...], e: BootEntries, args_key: str,
                  expect: dict[str, str]) -> None:
     """Known keys only; each expected key once, starting with the expected value; one crashkernel=."""

@@ -77,7 +77,8 @@ def _package(manifest: Manifest, formats: set[str], kdump: kdumpcfg.KdumpSetting
         entries = bootcfg.BootEntries.for_release(payload.release, kdump.crashkernel, boot_config,
                                                   archmod.get(manifest.arch))
         boot_files = bootcfg.write(entries, work / "boot")
-        done = [chosen, f"boot entries: {bootcfg.validate(entries, work / 'boot-check')}"]
+        done = [chosen, f"boot entries: {bootcfg.validate(entries, work / 'boot-check')}; "
+                        f"{bootcfg.check_efi_stub(payload.image, archmod.get(manifest.arch))}"]
 
         def build_and_check(m) -> tuple[list[Path], list[str]]:
             name = m.__name__.rsplit(".", 1)[1]

@@ -52,7 +52,7 @@ def test_release_is_apart_from_x86_and_verified_from_the_banner(built):
     image = artifact(data, "Image")
     assert "bzImage" not in {a["name"] for a in data["artifacts"]}
     head = image.read_bytes()[:64]
-    assert head[0x38:0x3C] == b"ARM\x64" and head[:2] == b"MZ"      # arm64 Image header with its EFI stub
+    assert head[0x38:0x3C] == b"ARM\x64" and head[:2] == b"MZ"      # arm64 Image header with its EFI stub (CONFIG_EFI)
     assert data["build"]["image_version"].startswith(rel + " (kbuild@kdump-pipeline) (aarch64-linux-gnu-gcc")
     assert verify.check_banner_release(artifact(data, "vmlinux"), image, rel) == data["build"]["image_version"]
     with pytest.raises(CheckFailed, match="expected release"):
@@ -145,7 +145,7 @@ def test_deb_arm64_and_rpm_aarch64_pass_every_check(packaged):
     checks = "\n".join(result.checks)
     for expected in ("lintian: 3 packages, no errors or warnings", "rpmlint: 3 packages, no errors or warnings",
                      "layout (dpkg -x)", "layout (rpm --root -i)", f"build-id {data['build']['build_id']}",
-                     "no grub.conf", "architecture aa64", "grub-script-check: ok"):
+                     "no grub.conf", "architecture aa64", "grub-script-check: ok", "Image: EFI stub present"):
         assert expected in checks, expected
     debs = {p.name: p for p in result.packages}
     image_deb = debs[f"linux-image-{rel}_{debv}_arm64.deb"]

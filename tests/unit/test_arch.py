@@ -174,3 +174,25 @@ def test_boot_entries_follow_the_arch():
         "6.1.192-kdump", "256M").legacy_grub) == ("x64", True)
     e = BootEntries.for_release("6.1.192-arm64.kdump", "256M", arch=arch.get("arm64"))
     assert (e.efi_arch, e.legacy_grub) == ("aa64", False)
+
+
+def test_efi_stub_is_required_where_grub_on_efi_is_the_only_loader(tmp_path):
+    from kbuild.package.bootcfg import check_efi_stub
+    image = tmp_path / "Image"
+    image.write_bytes(b"\x1f\x20\x03\xd5" + b"\0" * 60)              # an arm64 Image without CONFIG_EFI
+    with pytest.raises(CheckFailed, match="no EFI stub .*GRUB on EFI cannot boot it on arm64: build with CONFIG_EFI=y"):
+        check_efi_stub(image, arch.get("arm64"))
+    assert "no EFI stub needed" in check_efi_stub(image, arch.get("x86_64"))
+    image.write_bytes(b"MZ" + b"\0" * 62)
+    assert "EFI stub present" in check_efi_stub(image, arch.get("arm64"))
+
+
+def test_a_pie_vmlinux_is_recognised_for_rpmlint(tmp_path):
+    from kbuild.package.rpm import is_pie
+    src = tmp_path / "k.c"
+    src.write_text("int start(void) { return 0; }\n")
+    for flags, want in ((["-pie"], True), (["-no-pie", "-static"], False)):
+        out = tmp_path / f"k{want}"
+        subprocess.run(["aarch64-linux-gnu-gcc", "-nostdlib", "-fPIE" if want else "-fno-PIE", *flags,
+                        "-Wl,-e,start", "-o", str(out), str(src)], check=True)
+        assert is_pie(out) is want
