@@ -1,14 +1,13 @@
 """The arm64 crash test: `invoke crash-test --trigger all` on the arm64 minimal 6.1 build.
 
-The kernel is cross-built once (`invoke build-kernel --arch arm64`, persistent and
-ccache-backed like x86's); the crash test takes its architecture from the manifest. It boots
+The kernel is the session's arm64 build (tests/conftest.py `arm64_build`: cross-built once,
+persistent and ccache-backed like x86's); the crash test takes its architecture from the manifest. It boots
 qemu-system-aarch64 -M virt under TCG with 2 vCPUs and Debian's arm64 capture programs,
 fires sysrq and the LKDTM triggers, and verifies every dump with drgn on this x86_64 host.
 `nmi` is a named skip (no NMI on arm64); Debian's x86_64 `crash` cannot read an aarch64 dump,
 a named skip that quotes crash. No timing is asserted: bench/crash_test --arch arm64 measures it.
 """
 import json
-import struct
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -34,10 +33,8 @@ def invoke(*args):
 
 
 @pytest.fixture(scope="module")
-def arm64_pipeline():
-    build = invoke("build-kernel", "--arch", "arm64")
-    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    manifest = Path(next(ln for ln in build.stdout.splitlines() if ln.startswith("manifest: ")).split(": ", 1)[1])
+def arm64_pipeline(arm64_build):
+    manifest = arm64_build.path
     assert json.loads(manifest.read_text())["toolchain"]["arch"] == "arm64"
     proc = invoke("crash-test", "--manifest", str(manifest), "--trigger", "all")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]

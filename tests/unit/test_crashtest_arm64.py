@@ -15,7 +15,7 @@ from kbuild.core.errors import BadInput
 from kbuild.crashtest import debs, initramfs, qemu, vmcore
 from kbuild.crashtest import stage as crashtest
 from kbuild.crashtest.report import CrashReport, MatrixReport
-from kbuild.crashtest.settings import parse_triggers, policy
+from kbuild.crashtest.settings import policy
 
 ARM64 = arch.get("arm64")
 X86 = arch.get("x86_64")
