@@ -98,6 +98,11 @@ fire_trigger() {
     n=0
     cs=/sys/devices/system/clocksource/clocksource0/current_clocksource
     while [ "$(cat $cs 2> /dev/null)" = tsc-early ] && [ $n -lt 50 ]; do usleep 100000; n=$((n + 1)); done
+    # Without an RTC driver (arm64 has no other persistent clock) the wall clock starts at 0 at
+    # boot: a crash in the first second writes VMCOREINFO CRASHTIME=0, which makedumpfile refuses
+    # ("Invalid data ... CRASHTIME=0"). Fire no earlier than wall-clock second 2 (x86: at once).
+    n=0
+    while [ "$(date +%s)" -lt 2 ] && [ $n -lt 30 ]; do usleep 100000; n=$((n + 1)); done
     say "cpus online=$(nproc) clocksource=$(cat $cs 2> /dev/null)"
     for s in $(arg sysctl | tr , ' '); do
         sysctl -w "$s" > /dev/null || { say "FAIL cannot set sysctl $s"; reboot -f; }
