@@ -204,3 +204,18 @@ def test_inside_follows_symlinks_within_the_root(tmp_path):
     (tmp_path / "lib" / "aarch64-linux-gnu" / "ld-linux-aarch64.so.1").symlink_to("ld-2.36.so")
     (tmp_path / "lib" / "ld-linux-aarch64.so.1").symlink_to("/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1")
     assert debs.inside(tmp_path, "/lib/ld-linux-aarch64.so.1") == tmp_path / "lib/aarch64-linux-gnu/ld-2.36.so"
+
+
+def test_prstatus_of_a_real_arm64_dump():
+    """The head of a real kdump-compressed arm64 dump (6.1.192-arm64.kdump, sysrq on CPU 1 of 2, taken
+    by this crash test): its header, sub-header, VMCOREINFO and ELF notes, cut before the page bitmaps."""
+    dump = vmcore.read_dump(Path(__file__).parent / "data" / "arm64-6.1-sysrq-vmcore-head.bin")
+    assert dump.format == "kdump-compressed" and not dump.complete   # cut: no bitmaps, no pages
+    assert dump.machine == "aarch64" and dump.nr_cpus == 2
+    assert dump.vmcoreinfo["OSRELEASE"] == "6.1.192-arm64.kdump" and dump.vmcoreinfo["CRASHTIME"] != "0"
+    stext = int(dump.vmcoreinfo["SYMBOL(_stext)"], 16)
+    assert [p.pid for p in dump.prstatus] == [11, 78]                 # CPU 1: the `sh` that wrote sysrq-trigger
+    for p in dump.prstatus:
+        assert stext <= p.pc < stext + (16 << 20), hex(p.pc)          # in the kernel's text
+        assert p.sp >> 39 == (1 << 25) - 1, hex(p.sp)                 # a kernel stack (39-bit VA)
+    assert [hex(p.pc) for p in dump.prstatus] == ["0xffffffc00806a0a0", "0xffffffc0080b14c8"]
