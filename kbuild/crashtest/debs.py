@@ -30,8 +30,11 @@ def cache_dir(a: Arch) -> Path:
 
 
 def _cached(folder: Path, package: str, deb_arch: str) -> Path | None:
-    """The newest cached .deb of `package` (apt names them PKG_VERSION_ARCH.deb, the epoch's ':' as %3a)."""
-    found = sorted(folder.glob(f"{package}_*_{deb_arch}.deb"))
+    """The last downloaded .deb of `package` (apt names them PKG_VERSION_ARCH.deb, the epoch's ':' as %3a).
+
+    By download time, not by name: version strings do not sort as text (deb12u9 > deb12u14).
+    """
+    found = sorted(folder.glob(f"{package}_*_{deb_arch}.deb"), key=lambda p: (p.stat().st_mtime, p.name))
     return found[-1] if found else None
 
 
