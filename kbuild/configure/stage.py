@@ -239,7 +239,7 @@ def configure(settings: ConfigureSettings, toolchain: Toolchain | None = None) -
     ConfigureFailed (with the ledger) when a request or requirement cannot hold."""
     toolchain = toolchain or Toolchain.for_arch(settings.arch)
     if toolchain.arch != settings.arch.name:
-        raise BadInput(f"toolchain for {toolchain.arch}, settings for {settings.arch.name}")
+        raise BadInput(f"the toolchain targets {toolchain.arch} but --arch is {settings.arch.name}")
     tree = locate(settings.source)
     reqs = requirements.load(tree.version)
     requests = _requests(settings)  # syntax errors before the (slower) parse
