@@ -10,12 +10,18 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := linux-source-6.1 linux-source-6.12 build-essential bc bison flex libelf-dev \
 	libssl-dev dwarves cpio kmod rsync ccache xz-utils perl openssl python3-venv \
 	rpm dpkg-dev lintian rpmlint shellcheck grub-common \
-	qemu-system-x86 kexec-tools makedumpfile busybox-static e2fsprogs \
-	mmdebstrap crash
+	qemu-system-x86 qemu-system-arm kexec-tools makedumpfile busybox-static e2fsprogs \
+	mmdebstrap crash gcc-aarch64-linux-gnu
 
-.PHONY: setup apt venv run test unit integration e2e bench clean
+.PHONY: setup multiarch apt venv capture-debs run test unit integration e2e bench clean
 
-setup: apt venv
+setup: multiarch apt venv
+
+# arm64 in dpkg's architectures, so that `apt-get download PKG:arm64` works (issue 14).
+multiarch:
+	@dpkg --print-foreign-architectures | grep -qx arm64 || { \
+		echo "dpkg: adding architecture arm64"; \
+		$(SUDO) dpkg --add-architecture arm64 && $(SUDO) apt-get update -qq; }
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do \
@@ -26,6 +32,12 @@ apt:
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+
+# The arm64 crash test's capture initramfs is made of Debian's arm64 packages (issue 14):
+# download them once into the cache (apt-get download PKG:arm64; offline, the stage says so).
+setup: capture-debs
+capture-debs: multiarch venv
+	@$(BIN)/python -m kbuild.crashtest.debs arm64
 
 venv: $(VENV)/.installed
 
@@ -51,12 +63,14 @@ integration: setup
 e2e: setup
 	$(BIN)/python -m pytest tests/e2e
 
-# bench/build takes four full kernel builds (~30 min); run it on its own.
+# bench/build takes four full kernel builds (~30 min), bench/cross_build two (~15 min); run them on their own.
 bench: setup
 	$(BIN)/python bench/configure
 	$(BIN)/python bench/crash_test
+	$(BIN)/python bench/crash_test --arch arm64
 	$(BIN)/python bench/install_test
 	$(BIN)/python bench/build
+	$(BIN)/python bench/cross_build
 
 clean:
 	rm -rf build dist

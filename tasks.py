@@ -13,6 +13,7 @@ from kbuild.build import release as release_mod
 from kbuild.build import stage as build_mod
 from kbuild.configure import checkconfig
 from kbuild.configure import stage as configure_mod
+from kbuild.core import arch as archmod
 from kbuild.core import tools
 from kbuild.core import defaults
 from kbuild.core.cli import configured, guarded, plain_config_errors
@@ -28,8 +29,10 @@ from kbuild.installtest.watch import PHASES as INSTALL_PHASES
 from kbuild.package import stage as package_mod
 from kbuild.core.settings import BuildSettings, ConfigureSettings, profile_names
 from kbuild.core.source import DEFAULT_SOURCE, locate
+from kbuild.core.toolchain import Toolchain
 
 SOURCE_HELP = f"kernel directory or linux-*.tar.xz (default: {DEFAULT_SOURCE})"
+ARCH_HELP = f"target architecture (Kbuild's ARCH) from configs/arches.toml: {', '.join(sorted(archmod.table()))} (default: {archmod.DEFAULT})"
 
 
 @task(help={})
@@ -50,12 +53,13 @@ def doctor(c):
     "fragment": "CONFIG_X=value fragment applied after the profile; repeatable, later wins",
     "build_dir": "out-of-tree build folder that receives .config (default: build/<tree>-<profile>)",
     "json": "print the ledger as JSON instead of a table",
+    "arch": ARCH_HELP,
 })
 @guarded
 @configured
-def configure(c, source=None, profile=None, base_config=None, fragment=None, build_dir=None, json=False):
+def configure(c, source=None, profile=None, base_config=None, fragment=None, build_dir=None, json=False, arch=None):
     """Write <build-dir>/.config with the kdump requirements enforced, cross-checked by `make olddefconfig`."""
-    settings = ConfigureSettings.from_flags(source, profile, base_config, fragment, build_dir)
+    settings = ConfigureSettings.from_flags(source, profile, base_config, fragment, build_dir, arch=arch)
     try:
         result = configure_mod.configure(settings)
     except configure_mod.ConfigureFailed as e:
@@ -71,12 +75,13 @@ def configure(c, source=None, profile=None, base_config=None, fragment=None, bui
     "config": "the .config file to check (for example /boot/config-$(uname -r))",
     "source": SOURCE_HELP + "; its version selects the requirements",
     "json": "print the result as JSON",
+    "arch": ARCH_HELP + "; the .config's architecture",
 })
 @guarded
 @configured
-def check_config(c, config, source=None, json=False):
+def check_config(c, config, source=None, json=False, arch=None):
     """Check an existing .config against the kdump requirements; exit 1 if any fails."""
-    result = checkconfig.check_config(Path(config), locate(source))
+    result = checkconfig.check_config(Path(config), locate(source), Toolchain.for_arch(archmod.get(arch or archmod.DEFAULT)))
     print(result.to_json() if json else result.lines())
     if not result.ok:
         failed = [r.capability for r in result.results if not r.ok]
@@ -110,21 +115,22 @@ def release_check(c, release, other=None, json=False):
     "base_config": "start from this .config instead of a profile",
     "fragment": "CONFIG_X=value fragment applied after the profile; repeatable, later wins",
     "build_dir": "persistent out-of-tree build folder (default: build/<tree>-<profile>)",
-    "localversion": "release suffix: <version>-[<build>.]<localversion> (default: kdump)",
+    "localversion": "release suffix: <version>-[<build>.]<localversion> (default: the arch's, kdump on x86_64, arm64.kdump on arm64)",
     "build_number": "build number in the release, e.g. 3 gives 6.1.192-3.kdump",
     "jobs": "parallel make jobs (default: number of CPUs)",
     "no_ccache": "compile without ccache even when it is installed",
     "allow_unsafe_release": "build a release the linter flags, and record the findings in the manifest",
     "no_wait": "if another run is building in the same folder, exit 1 at once instead of waiting for it",
+    "arch": ARCH_HELP + "; cross-compiled unless it is the host's",
 })
 @guarded
 @configured
 def build_kernel(c, source=None, profile=None, base_config=None, fragment=None, build_dir=None,
                  localversion=None, build_number=None, jobs=None, no_ccache=False, allow_unsafe_release=False,
-                 no_wait=False):
+                 no_wait=False, arch=None):
     """Configure, compile out of tree, verify the result, and write dist/<release>/manifest.json."""
     settings = BuildSettings.from_flags(
-        ConfigureSettings.from_flags(source, profile, base_config, fragment, build_dir),
+        ConfigureSettings.from_flags(source, profile, base_config, fragment, build_dir, arch=arch),
         localversion, build_number, jobs, not no_ccache, allow_unsafe_release,
         wait=not no_wait, origins=defaults.filled())
     outcome = build_mod.build_kernel(settings)
@@ -191,6 +197,9 @@ def crash_test(c, manifest=None, release=None, memory=None, crashkernel=None, ke
         print(f"last serial lines:\n{e.tail}\nreport: {e.report.files.get('report.json')}")
         raise
     for r in runs:
+        if r.skipped:
+            print(f"SKIP {r.trigger:<10} {r.release}: {r.skipped}")
+            continue
         t = r.timings
         tool = r.crash_tool.get("status", "not run")
         print(f"PASS {r.trigger:<10} {r.release}: crashed on CPU {r.crashed_cpu} of {r.cpus}, others stopped; "

@@ -85,3 +85,16 @@ def default_build():
     from kbuild.build.stage import build_kernel
     from kbuild.core.settings import BuildSettings, ConfigureSettings
     return build_kernel(BuildSettings.from_flags(ConfigureSettings.from_flags())).manifest
+
+
+@pytest.fixture(scope="session")
+def arm64_build():
+    """The arm64 kernel (Debian's linux-source-6.1, minimal profile, cross-compiled with
+    aarch64-linux-gnu-gcc), built once per session like `default_build`; the arm64 crash test uses it.
+
+    Its folder is build/linux-<ver>-minimal-arm64 and its release <ver>-arm64.kdump, apart from the
+    x86_64 build's; with ccache warm and nothing changed this is the no-op shortcut.
+    """
+    from kbuild.build.stage import build_kernel
+    from kbuild.core.settings import BuildSettings, ConfigureSettings
+    return build_kernel(BuildSettings.from_flags(ConfigureSettings.from_flags(arch="arm64"))).manifest

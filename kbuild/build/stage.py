@@ -21,6 +21,7 @@ from kbuild.build.progress import Progress
 from kbuild.configure.checkconfig import check_config
 from kbuild.configure.stage import config_digest, configure
 from kbuild.core import fs, lock, tools
+from kbuild.core.arch import DEFAULT as DEFAULT_ARCH, Arch
 from kbuild.core import manifest as mf
 from kbuild.core.errors import BadInput, CheckFailed, CommandFailed
 from kbuild.core.hashing import digest, file_sha256 as sha256, tree_digest
@@ -58,6 +59,10 @@ class BuildContext:
     toolchain: Toolchain
     env: dict[str, str]
     log: Path
+
+    @property
+    def arch(self) -> Arch:
+        return self.settings.configure.arch
 
     def make(self, *targets: str, jobs: int | None = None) -> list[str]:
         return make_cmd(self.tree, self.build_dir, self.toolchain, self.rel, *targets, jobs=jobs)
@@ -133,8 +138,8 @@ def first_errors(log_tail: str, limit: int = 8) -> str:
 
 
 def compile_kernel(ctx: BuildContext, modules: bool, config_key: str) -> float:
-    """`make bzImage [modules]` with a progress bar; on failure, the first error lines and the log."""
-    targets = ["bzImage"] + (["modules"] if modules else [])
+    """`make <image> [modules]` with a progress bar; on failure, the first error lines and the log."""
+    targets = [ctx.arch.image_target] + (["modules"] if modules else [])
     expected, why = progress_mod.expected_objects(ctx.build_dir, config_key)
     from_empty = why != "incremental build, make decides what to redo"
     progress = Progress(expected, why)
@@ -161,7 +166,7 @@ def install_modules(ctx: BuildContext) -> Path:
 
 @dataclass(frozen=True)
 class Verified:
-    bzimage: Path
+    image: Path
     vmlinux: Path
     header: str
     build_id: str
@@ -173,9 +178,9 @@ def verify_build(ctx: BuildContext, modules: bool) -> Verified:
     got = ctx.run_make("-s", "kernelrelease").output.strip()
     if got != ctx.rel.release:
         raise CheckFailed(f"make kernelrelease says {got!r}, the release policy planned {ctx.rel.release!r}")
-    bzimage = ctx.build_dir / "arch" / ctx.toolchain.srcarch / "boot" / "bzImage"
+    image = ctx.build_dir / ctx.arch.image
     vmlinux = ctx.build_dir / "vmlinux"
-    header = verify.check_bzimage_release(bzimage, ctx.rel.release)
+    header = verify.check_image_release(ctx.arch.release_from, image, vmlinux, ctx.rel.release)
     verify.check_debug_info(vmlinux)
     build_id = verify.elf_build_id(vmlinux)
     cfg = check_config(ctx.build_dir / ".config", ctx.tree, ctx.toolchain)
@@ -185,12 +190,13 @@ def verify_build(ctx: BuildContext, modules: bool) -> Verified:
     moddir = ctx.build_dir / "staging" / "lib" / "modules" / ctx.rel.release
     if modules and not moddir.is_dir():
         raise CheckFailed(f"modules were installed, but not into {moddir} (named after another release?)")
-    return Verified(bzimage, vmlinux, header, build_id, moddir)
+    return Verified(image, vmlinux, header, build_id, moddir)
 
 
-def _tool_versions(env: dict[str, str]) -> dict[str, str]:
+def _tool_versions(env: dict[str, str], toolchain: Toolchain) -> dict[str, str]:
     out = {}
-    for name, args in (("gcc", ["gcc", "--version"]), ("ld", ["ld", "--version"]), ("make", ["make", "--version"]),
+    for name, args in (("gcc", [toolchain.tool("cc"), "--version"]), ("ld", [toolchain.tool("ld"), "--version"]),
+                       ("make", ["make", "--version"]),
                        ("pahole", ["pahole", "--version"]), ("ccache", ["ccache", "--version"])):
         if shutil.which(args[0]):
             lines = run(args, check=False).output.splitlines()
@@ -208,6 +214,8 @@ def code_digest() -> str:
 def reproducer(settings: BuildSettings, tree: KernelTree) -> str:
     c = settings.configure
     parts = ["invoke", "build-kernel", "--source", str(tree.tarball or tree.path)]
+    if c.arch.name != DEFAULT_ARCH:
+        parts += ["--arch", c.arch.name]
     parts += ["--base-config", str(c.base_config)] if c.base_config else ["--profile", c.profile.name]
     for f in c.fragments:
         parts += ["--fragment", str(f)]
@@ -233,13 +241,24 @@ def _reusable(mpath: Path, inputs: str) -> Manifest | None:
     return old if old.inputs == inputs and old.intact() else None
 
 
+def _refuse_other_arch(mpath: Path, arch: Arch) -> None:
+    """dist/<release>/ holds one build; never replace another arch's build of the same release."""
+    try:
+        other = Manifest.read(mpath).arch if mpath.exists() else arch.name
+    except BadInput:
+        return
+    if other != arch.name:
+        raise BadInput(f"{mpath.parent} holds a {other} build of this release; give the {arch.name} build "
+                       f"its own --localversion (the {arch.name} default is {arch.localversion!r})")
+
+
 def build_kernel(settings: BuildSettings, toolchain: Toolchain | None = None) -> BuildOutcome:
     """configure -> release -> compile -> modules -> verify -> manifest, one writer per build folder."""
-    toolchain = toolchain or Toolchain()
+    toolchain = toolchain or Toolchain.for_arch(settings.configure.arch)
     t0 = time.monotonic()
     tree = locate(settings.configure.source)
     rel, findings = plan_release(settings, tree)  # an unsafe release stops here, before any work
-    tools.require("build")
+    tools.require("build", arch=settings.configure.arch.name)
     build_dir = (settings.configure.build_dir or settings.configure.default_build_dir(tree.name)).resolve()
     with lock.exclusive(build_dir, "build-kernel", settings.wait):
         return _build(settings, toolchain, tree, rel, findings, build_dir, t0)
@@ -263,6 +282,7 @@ def _build(settings: BuildSettings, toolchain: Toolchain, tree: KernelTree, rel:
         old = _reusable(mpath, inputs)
         if old is not None:
             return BuildOutcome(old, True, round(time.monotonic() - t0, 3))
+    _refuse_other_arch(mpath, ctx.arch)
     mf.discard(mpath)
     for p in build_dir.glob("localversion*"):  # the release policy forbids localversion* files in O=
         p.unlink()
@@ -284,7 +304,7 @@ def manifest_record(ctx: BuildContext, ledger: dict, inputs: str, findings: list
                     modules: bool, timings: dict) -> dict:
     """The manifest's content (docs/manifest.md); every artifact with its sha256."""
     config = ctx.build_dir / ".config"
-    arts = [("bzImage", v.bzimage), ("vmlinux", v.vmlinux), ("System.map", ctx.build_dir / "System.map"),
+    arts = [(ctx.arch.image_name, v.image), ("vmlinux", v.vmlinux), ("System.map", ctx.build_dir / "System.map"),
             ("config", config)]
     if modules:
         arts += [(f"modules/{p.relative_to(v.moddir)}", p) for p in sorted(v.moddir.rglob("*"))
@@ -311,9 +331,10 @@ def manifest_record(ctx: BuildContext, ledger: dict, inputs: str, findings: list
         "fragments": [fileinfo(f) for f in c.fragments],
         "ledger": ledger,
         "config": fileinfo(config),
-        "toolchain": {"arch": ctx.toolchain.arch, **_tool_versions(ctx.env)},
+        "toolchain": {"arch": ctx.toolchain.arch, "cross_compile": ctx.toolchain.cross_compile,
+                      **_tool_versions(ctx.env, ctx.toolchain)},
         "build": {"dir": str(ctx.build_dir), "jobs": settings.jobs, "modules": modules, "build_id": v.build_id,
-                  "bzimage_version": v.header, "log": str(ctx.log),
+                  "image_version": v.header, "log": str(ctx.log),
                   "env": {k: val for k, val in ctx.env.items() if k != "PATH"}},
         "artifacts": [{"name": n, "path": str(p), "sha256": sha256(p), "size": p.stat().st_size} for n, p in arts],
         "timings": timings,

@@ -36,6 +36,60 @@ def check_bzimage_release(bzimage: Path, release: str) -> str:
     return text
 
 
+BANNER_PREFIX = b"Linux version "
+
+
+def elf_symbol_bytes(elf: Path, name: str) -> bytes:
+    """The bytes of data symbol `name` in a little-endian ELF64 file (vmlinux of any arch we
+    build), read from its section in the file: no target-specific binutils needed."""
+    with open(elf, "rb") as fh:
+        head = fh.read(64)
+        if head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+            raise CheckFailed(f"{elf}: not a little-endian ELF64 file")
+        shoff, = struct.unpack_from("<Q", head, 0x28)
+        shentsize, shnum = struct.unpack_from("<HH", head, 0x3A)
+        fh.seek(shoff)
+        sections = [struct.unpack_from("<IIQQQQIIQQ", fh.read(shentsize)) for _ in range(shnum)]
+
+        def read(offset: int, size: int) -> bytes:
+            fh.seek(offset)
+            return fh.read(size)
+        symtab = next((s for s in sections if s[1] == 2), None)   # SHT_SYMTAB
+        if symtab is None:
+            raise CheckFailed(f"{elf}: no symbol table (stripped?)")
+        strtab = read(sections[symtab[6]][4], sections[symtab[6]][5])
+        at = strtab.find(b"\0" + name.encode() + b"\0")
+        if at < 0:
+            raise CheckFailed(f"{elf}: no symbol {name}")
+        for st_name, _, _, shndx, value, size in struct.iter_unpack("<IBBHQQ", read(symtab[4], symtab[5])):
+            if st_name == at + 1 and 0 < shndx < len(sections) and size:
+                sec = sections[shndx]
+                return read(sec[4] + value - sec[3], size)
+    raise CheckFailed(f"{elf}: symbol {name} has no data in the file")
+
+
+def check_banner_release(vmlinux: Path, image: Path, release: str) -> str:
+    """Where there is no boot header (arm64 Image): vmlinux's `linux_banner`, what `uname -a`
+    and /proc/version print, must name `release`, and the image must carry it verbatim, so the
+    image and the debug vmlinux the packages ship are from the same link."""
+    banner = elf_symbol_bytes(vmlinux, "linux_banner").rstrip(b"\0")
+    if not banner.startswith(BANNER_PREFIX):
+        raise CheckFailed(f"{vmlinux}: linux_banner does not start with 'Linux version ': {banner[:40]!r}")
+    text = banner[len(BANNER_PREFIX):].decode(errors="replace").strip()
+    if text.split(" ", 1)[0] != release:
+        raise CheckFailed(f"{vmlinux}: linux_banner says {text.split(' ', 1)[0]!r}, expected release {release!r}")
+    if banner not in image.read_bytes():
+        raise CheckFailed(f"{image}: does not contain vmlinux's linux_banner; image and vmlinux are from different builds")
+    return text
+
+
+def check_image_release(how: str, image: Path, vmlinux: Path, release: str) -> str:
+    """The release the built image reports, read the arch's way (configs/arches.toml `release_from`)."""
+    if how == "setup-header":
+        return check_bzimage_release(image, release)
+    return check_banner_release(vmlinux, image, release)
+
+
 def read_build_id(path: Path) -> str | None:
     """The GNU build-id note of an ELF file (vmlinux, a module), or None if it has none."""
     out = run(["readelf", "-n", str(path)]).output

@@ -1,7 +1,7 @@
 """The configure stage: base config + profile + fragments -> requirements enforced -> .config.
 
 Order matters and mirrors what a kernel engineer does by hand:
-base (allnoconfig, x86_64_defconfig or --base-config) -> profile fragments ->
+base (allnoconfig, the arch's defconfig or --base-config) -> profile fragments ->
 user fragments (later wins) -> solve every request -> enforce the kdump requirements
 -> keep the forbidden options off -> ledger -> write .config -> kernel cross-check.
 """
@@ -69,11 +69,12 @@ def _inputs_digest(settings: ConfigureSettings, tree: KernelTree, toolchain: Too
     if settings.profile:
         files += [CONFIGS / "profiles" / f"{settings.profile.name}.toml", *settings.profile.fragments]
         if settings.profile.base == "defconfig":
-            files.append(tree.path / "arch" / toolchain.srcarch / "configs" / f"{toolchain.arch}_defconfig")
+            files.append(tree.path / settings.arch.defconfig)
     if settings.base_config:
         files.append(settings.base_config)
     files += list(settings.fragments) + list(settings.policy_fragments)
     return digest([kdigest, code, str(tree.path), tree.tarball_sha256, str(tree.version), settings.label,
+                   settings.arch.name, toolchain.make_vars(),
                    settings.crosscheck, [(str(f), file_sha256(f)) for f in files]])
 
 
@@ -101,7 +102,7 @@ def _load_base(kconf: kconfiglib.Kconfig, settings: ConfigureSettings, tree: Ker
     if settings.base_config is not None:
         _load_config_file(kconf, settings.base_config)
     elif settings.profile.base == "defconfig":
-        _load_config_file(kconf, tree.path / "arch" / toolchain.srcarch / "configs" / f"{toolchain.arch}_defconfig")
+        _load_config_file(kconf, tree.path / settings.arch.defconfig)
     else:  # allnoconfig: every settable symbol n, except those marked allnoconfig_y
         for sym in kconf.unique_defined_syms:
             sym.set_value(2 if sym.is_allnoconfig_y else 0)
@@ -236,7 +237,9 @@ def _write_config(kconf: kconfiglib.Kconfig, path: Path, tree: KernelTree) -> No
 def configure(settings: ConfigureSettings, toolchain: Toolchain | None = None) -> ConfigureResult:
     """Write <build>/.config, or reuse it when no input changed since it was written and checked.
     ConfigureFailed (with the ledger) when a request or requirement cannot hold."""
-    toolchain = toolchain or Toolchain()
+    toolchain = toolchain or Toolchain.for_arch(settings.arch)
+    if toolchain.arch != settings.arch.name:
+        raise BadInput(f"the toolchain targets {toolchain.arch} but --arch is {settings.arch.name}")
     tree = locate(settings.source)
     reqs = requirements.load(tree.version)
     requests = _requests(settings)  # syntax errors before the (slower) parse

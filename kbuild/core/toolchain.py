@@ -12,13 +12,10 @@ import os
 import shutil
 from dataclasses import dataclass, field
 
+from kbuild.core import arch as archmod
 from kbuild.core.errors import MissingTool
 from kbuild.core.proc import run
 from kbuild.core.source import KernelTree
-
-# Kbuild's ARCH -> SRCARCH mapping for the architectures we support.
-_SRCARCH = {"x86_64": "x86", "x86": "x86", "i386": "x86"}
-
 
 @dataclass(frozen=True)
 class Toolchain:
@@ -36,9 +33,14 @@ class Toolchain:
     hostcxx: str = "g++"
     _version_text: dict = field(default_factory=dict, compare=False, repr=False)
 
+    @classmethod
+    def for_arch(cls, arch: archmod.Arch) -> "Toolchain":
+        """Kbuild's toolchain for `arch` on this host: its ARCH, and CROSS_COMPILE unless native."""
+        return cls(arch=arch.name, cross_compile=arch.cross_prefix())
+
     @property
     def srcarch(self) -> str:
-        return _SRCARCH.get(self.arch, self.arch)
+        return archmod.srcarch(self.arch)
 
     def tool(self, name: str) -> str:
         return self.cross_compile + getattr(self, name) if name in ("cc", "ld", "objcopy") \

@@ -9,6 +9,7 @@ import os
 import shutil
 from dataclasses import dataclass
 
+from kbuild.core import arch as archmod
 from kbuild.core import config
 from kbuild.core.errors import MissingTool
 from kbuild.core.paths import CONFIGS
@@ -21,6 +22,7 @@ class Tool:
     package: str
     stages: tuple[str, ...]
     required: bool = True
+    arches: tuple[str, ...] = ()   # only runs for these target arches (a cross compiler); empty: every arch
 
     def __post_init__(self):
         bad = sorted(set(self.stages) - set(STAGES))
@@ -41,6 +43,7 @@ class ToolStatus:
     stages: tuple[str, ...]
     required: bool
     found: str | None  # path, or None if missing
+    arches: tuple[str, ...] = ()
 
 
 def registry() -> Registry:
@@ -58,23 +61,31 @@ def package_for(program: str) -> str | None:
     return tool.package if tool else None
 
 
-def survey(stages: tuple[str, ...] = STAGES) -> list[ToolStatus]:
+def survey(stages: tuple[str, ...] = STAGES, arch: str | None = None) -> list[ToolStatus]:
+    """Every registered program of these stages; with `arch`, only those that target needs."""
     reg, out = registry(), []
     for name, t in reg.tool.items():
-        if set(t.stages) & set(stages):
-            out.append(ToolStatus(name, t.package, t.stages, t.required, which(name)))
+        if set(t.stages) & set(stages) and (arch is None or not t.arches or arch in t.arches):
+            out.append(ToolStatus(name, t.package, t.stages, t.required, which(name), t.arches))
     for path, t in reg.file.items():
         if set(t.stages) & set(stages):
             out.append(ToolStatus(path, t.package, t.stages, t.required, path if os.path.exists(path) else None))
     return out
 
 
-def require(*stages: str) -> None:
-    """Name every missing program of these stages, as one apt-get line, before any work starts."""
-    missing = sorted({s.package for s in survey(stages) if s.required and not s.found})
+def require(*stages: str, arch: str = "x86_64") -> None:
+    """Name every missing program of these stages for target `arch`, as one apt-get line, before any work starts."""
+    native = os.uname().machine
+    missing = sorted({s.package for s in survey(stages, arch) if s.required and not s.found
+                      and not (s.arches and _host_native(arch, native))})
     if missing:
         raise MissingTool(f"{' and '.join(stages)} needs programs that are not installed; "
                           f"run: apt-get install {' '.join(missing)} (`invoke doctor` lists them)")
+
+
+def _host_native(arch: str, machine: str) -> bool:
+    """A cross compiler is not needed when the host builds `arch` natively."""
+    return archmod.get(arch).host == machine
 
 
 def report(statuses: list[ToolStatus]) -> tuple[str, bool]:

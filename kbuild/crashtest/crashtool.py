@@ -3,10 +3,13 @@
 `crash -s vmlinux vmcore -i cmds` runs sys, bt, bt -a and log, each redirected to its own
 file (crash's own `echo` separators come out of order with redirected stdout). Where the
 installed crash predates the kernel (configs/crashtest.toml [crash_tool] newest_kernel), the
-result is a named skip that records what crash said; it never counts as a pass.
+result is a named skip that records what crash said; it never counts as a pass. The same
+holds for a dump of another architecture (arm64 on this x86_64 host) when crash cannot
+open it: Debian builds crash for the host's architecture only.
 """
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -123,22 +126,34 @@ def judge(outputs: dict[str, str], want: CrashExpect) -> list[Check]:
     return checks
 
 
+def _said(said: str) -> str:
+    """crash's own complaint: its first `crash:` line, else its first line."""
+    lines = [ln.strip() for ln in said.splitlines() if ln.strip() and not ln.startswith("$ ")]
+    return next((ln for ln in lines if ln.startswith("crash:")), lines[0] if lines else "")
+
+
 def check(vmlinux: Path, vmcore: Path, want: CrashExpect, out: Path, log: Path | None,
-          timeout: float, newest_kernel: dict[str, str]) -> CrashToolResult:
-    """Run crash on the dump; pass, fail with the checks, or a named skip where crash is too old."""
+          timeout: float, newest_kernel: dict[str, str], guest_machine: str | None = None) -> CrashToolResult:
+    """Run crash on the dump; pass, fail with the checks, or a named skip where crash is too old or foreign."""
     t = time.monotonic()
     version = installed_version()
     too_old = predates(version, want.release, newest_kernel)
+    host = os.uname().machine
     outputs, said = run_crash(vmlinux, vmcore, out, log, timeout)
     (out / "crash-output.txt").write_text(said)
     result = CrashToolResult("pass", version, files={n: str(out / f"{n}.txt") for n in COMMANDS})
     result.files["output"] = str(out / "crash-output.txt")
     result.seconds = round(time.monotonic() - t, 3)
     if too_old:
-        lines = [ln.strip() for ln in said.splitlines() if ln.strip() and not ln.startswith("$ ")]
-        first = next((ln for ln in lines if ln.startswith("crash:")), lines[0] if lines else "")
+        first = _said(said)
         result.status = "skip"
         result.reason = too_old + (f"; it says: {first}" if first else "")
+        return result
+    if guest_machine and guest_machine != host and not any(outputs.values()):
+        first = _said(said)
+        result.status = "skip"
+        result.reason = (f"crash {version} is built for {host} and cannot read this {guest_machine} dump"
+                         + (f"; it says: {first}" if first else ""))
         return result
     result.checks = judge(outputs, want)
     if not all(c.ok for c in result.checks):

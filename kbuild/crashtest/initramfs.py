@@ -5,6 +5,10 @@ kernel and loads the capture kernel, then crashes; present, it is the capture ke
 runs the configured core_collector. What varies per run (the nonce) comes on the kernel
 command line, so the same settings always give byte-identical images (sorted entries,
 fixed mtimes, inode numbers in order, gzip with mtime 0).
+
+The programs are the host's own for the host's architecture (x86_64 here); for another
+(arm64) they are Debian's packages of that architecture, unpacked by kbuild.crashtest.debs,
+whose busybox cannot be run on the host to list its applets: /init installs them instead.
 """
 from __future__ import annotations
 
@@ -17,11 +21,12 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kbuild.core import fs, tools
+from kbuild.core import arch as archmod, fs, tools
 from kbuild.core.errors import BadInput, MissingTool
 from kbuild.core.proc import run
+from kbuild.crashtest import debs
 
-LOADER = "/lib64/ld-linux-x86-64.so.2"
+LOADER = archmod.get().crash.loader   # the host's (x86_64)
 # What the guest's /init needs from the host, and the Debian package of each.
 PROGRAMS = ("busybox", "kexec", "makedumpfile")   # packages: configs/tools.toml
 MARK = "KDUMPTEST:"
@@ -31,7 +36,9 @@ MARK = "KDUMPTEST:"
 INIT = r"""#!/bin/sh
 # /init of the crash-test initramfs (written by kbuild/initramfs.py; settings in /etc/crashtest.conf)
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu
+export LD_LIBRARY_PATH=/lib/@MULTIARCH@:/usr/lib/@MULTIARCH@
+# a foreign busybox's applets could not be listed on the host: it installs its own links
+[ -e /bin/mount ] || /bin/busybox --install -s
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
@@ -91,6 +98,11 @@ fire_trigger() {
     n=0
     cs=/sys/devices/system/clocksource/clocksource0/current_clocksource
     while [ "$(cat $cs 2> /dev/null)" = tsc-early ] && [ $n -lt 50 ]; do usleep 100000; n=$((n + 1)); done
+    # Without an RTC driver (arm64 has no other persistent clock) the wall clock starts at 0 at
+    # boot: a crash in the first second writes VMCOREINFO CRASHTIME=0, which makedumpfile refuses
+    # ("Invalid data ... CRASHTIME=0"). Fire no earlier than wall-clock second 2 (x86: at once).
+    n=0
+    while [ "$(date +%s)" -lt 2 ] && [ $n -lt 30 ]; do usleep 100000; n=$((n + 1)); done
     say "cpus online=$(nproc) clocksource=$(cat $cs 2> /dev/null)"
     for s in $(arg sysctl | tr , ' '); do
         sysctl -w "$s" > /dev/null || { say "FAIL cannot set sysctl $s"; reboot -f; }
@@ -246,9 +258,59 @@ class _Cpio:
         return b"".join(self.chunks)
 
 
-def build(out: Path, conf: CaptureConfig, *, modules_root: Path | None = None, mtime: int = 0) -> InitramfsImage:
-    """Write `out` (gzip cpio); `modules_root` is lib/modules/<release> when conf.modules is set."""
+@dataclass
+class Programs:
+    """The initramfs's programs and libraries (guest path -> file on the host), for one architecture."""
+
+    programs: dict[str, Path]                 # busybox, kexec, makedumpfile
+    libraries: dict[str, Path]                # the loader and every library they need
+    applets: list[str]                        # busybox applets to link in /bin ("sh" only: /init installs the rest)
+    multiarch: str
+    source: str                               # "host" or the unpacked .deb root
+
+
+def host_programs() -> Programs:
+    """The host's own programs and what `ldd` says they load."""
     progs = {name: host_program(name) for name in PROGRAMS}
+    libs: dict[str, Path] = {}
+    for name in ("kexec", "makedumpfile"):
+        for lib in shared_libraries(progs[name]):
+            libs[lib] = Path(lib)
+    libs[LOADER] = Path(LOADER)
+    applets = [a for a in run([str(progs["busybox"]), "--list"]).output.split()
+               if re.fullmatch(r"[\w.\[-]+", a) and a != "busybox"]
+    return Programs(progs, libs, applets, archmod.get().multiarch, "host")
+
+
+def foreign_programs(a: archmod.Arch, log: Path | None = None) -> Programs:
+    """`a`'s programs from its Debian packages; every DT_NEEDED must resolve inside them (else exit 2)."""
+    root = debs.unpack(a, log)
+    progs = {name: debs.inside(root, "/" + rel) for name, rel in debs.PROGRAM_PATHS.items()}
+    absent = [str(p) for p in progs.values() if not p.is_file()]
+    if absent:
+        raise BadInput(f"the {a.name} capture packages lack {', '.join(absent)} (configs/arches.toml capture_debs)")
+    found = debs.resolve(root, [progs["kexec"], progs["makedumpfile"], progs["busybox"]], a.multiarch)
+    if found.missing:
+        raise BadInput(f"{a.name} capture programs need {', '.join(found.missing)}, which none of "
+                       f"[{a.name}.crash] capture_debs ships (configs/arches.toml): add its package")
+    loader = debs.inside(root, a.crash.loader)
+    if not loader.is_file():
+        raise BadInput(f"{a.crash.loader} is not in the {a.name} capture packages (libc6:{a.deb_arch})")
+    return Programs(progs, {**found.libraries, a.crash.loader: loader}, ["sh"], a.multiarch, str(root))
+
+
+def programs_for(a: archmod.Arch, log: Path | None = None) -> Programs:
+    return host_programs() if a.host == os.uname().machine else foreign_programs(a, log)
+
+
+def build(out: Path, conf: CaptureConfig, *, modules_root: Path | None = None, mtime: int = 0,
+          programs: Programs | None = None) -> InitramfsImage:
+    """Write `out` (gzip cpio); `modules_root` is lib/modules/<release> when conf.modules is set.
+
+    `programs` defaults to the host's own (host_programs).
+    """
+    found = programs or host_programs()
+    progs = found.programs
     files: dict[str, tuple] = {"dev/console": (stat.S_IFCHR | 0o600, b"", (5, 1))}  # path -> cpio.add args
     dirs = {"bin", "dev", "etc", "mnt", "proc", "sys", "tmp", "root", "lib", "lib64", "usr", "usr/bin",
             "usr/sbin", "sbin"}
@@ -267,19 +329,16 @@ def build(out: Path, conf: CaptureConfig, *, modules_root: Path | None = None, m
             real.read_bytes())
 
     put_file("/bin/busybox", progs["busybox"], stat.S_IFREG | 0o755)
-    applets = run([str(progs["busybox"]), "--list"]).output.split()
-    for applet in applets:
-        if re.fullmatch(r"[\w.\[-]+", applet) and applet != "busybox":
-            put(f"/bin/{applet}", stat.S_IFLNK | 0o777, b"busybox")
+    for applet in found.applets:
+        put(f"/bin/{applet}", stat.S_IFLNK | 0o777, b"busybox")
     for name in ("kexec", "makedumpfile"):
         put_file(f"/usr/sbin/{name}" if name == "kexec" else f"/usr/bin/{name}", progs[name],
                  stat.S_IFREG | 0o755)
-        for lib in shared_libraries(progs[name]):
-            put_file(lib, lib)
-    put_file(LOADER, LOADER, stat.S_IFREG | 0o755)
+    for dest, src in sorted(found.libraries.items()):
+        put_file(dest, src, stat.S_IFREG | 0o755 if dest.rsplit("/", 1)[-1].startswith("ld-") else None)
     for rel in dict.fromkeys(conf.modules + conf.trigger_modules):
         put_file(f"/lib/modules/{rel}", modules_root / rel, stat.S_IFREG | 0o644)
-    put("/init", stat.S_IFREG | 0o755, INIT.encode())
+    put("/init", stat.S_IFREG | 0o755, INIT.replace("@MULTIARCH@", found.multiarch).encode())
     put("/etc/crashtest.conf", stat.S_IFREG | 0o644, conf.render().encode())
 
     cpio = _Cpio(mtime)

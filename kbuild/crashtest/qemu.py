@@ -3,7 +3,8 @@
 KVM is used only when a short trial boot proves it works: on some hosts /dev/kvm exists
 but guests hang in the decompressor or QEMU aborts on an MSR, so its presence proves
 nothing. `-no-reboot` plus `panic=-1` makes any reboot or panic end QEMU; a deadline
-catches hangs.
+catches hangs. Another architecture's guest (arm64 on this x86_64 host) always runs under
+TCG: KVM only runs guests of the host's own architecture.
 """
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from kbuild.core import arch as archmod
 from kbuild.core.proc import run
 
-QEMU = "qemu-system-x86_64"
+QEMU = archmod.get().qemu.binary   # the host's (install-test boots x86_64 only)
 
 
 @dataclass(frozen=True)
@@ -33,17 +35,22 @@ class VmSpec:
     accel: str = "tcg"
     cpus: int = 2
     qmp: Path | None = None   # a QMP socket, for the host's crash paths (inject-nmi)
+    arch: archmod.Arch = field(default_factory=archmod.get)   # binary, machine, CPU model, disk device
 
     def command(self) -> list[str]:
         # multi-threaded TCG: one host thread per vCPU, so the vCPUs really run concurrently
         accel = "tcg,thread=multi" if self.accel == "tcg" else self.accel
         qmp = ["-qmp", f"unix:{self.qmp},server=on,wait=off"] if self.qmp else []
-        return [QEMU, "-accel", accel, "-machine", "pc", "-m", self.memory, "-smp", str(self.cpus), *qmp,
-                "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
+        q = self.arch.qemu
+        # -cpu for another architecture's guest (virt has no usable default); a native guest keeps
+        # QEMU's default model, the one every x86_64 measurement used
+        cpu = [] if self.arch.host == os.uname().machine else ["-cpu", q.cpu]
+        return [q.binary, "-accel", accel, "-machine", q.machine, *cpu, "-m", self.memory, "-smp", str(self.cpus),
+                *qmp, "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
                 "-no-reboot", "-kernel", str(self.kernel), "-initrd", str(self.initrd),
                 "-append", self.cmdline,
                 "-drive", f"file={self.disk},format=raw,if=none,id=dump,cache=unsafe",
-                "-device", "virtio-blk-pci,drive=dump"]
+                "-device", f"{self.arch.crash.disk},drive=dump"]
 
 
 def qmp_command(sock: Path, command: str, timeout: float = 10.0) -> dict:
@@ -147,10 +154,14 @@ def kvm_works(kernel: Path, seconds: float, log: Path) -> tuple[bool, str]:
     return verdict
 
 
-def choose_accel(requested: str, kernel: Path, seconds: float, log: Path) -> tuple[str, str]:
-    """(accel, why) for `auto`, `kvm` or `tcg`."""
+def choose_accel(requested: str, kernel: Path, seconds: float, log: Path,
+                 guest: archmod.Arch | None = None) -> tuple[str, str]:
+    """(accel, why) for `auto`, `kvm` or `tcg`; a guest of another architecture gets TCG."""
     if requested == "tcg":
         return "tcg", "requested"
+    host = os.uname().machine
+    if guest is not None and guest.host != host:
+        return "tcg", f"a {guest.host} guest on a {host} host: KVM runs only the host's own architecture"
     ok, why = kvm_works(kernel, seconds, log)
     if requested == "kvm" or ok:
         return "kvm", why

@@ -55,14 +55,19 @@ class CrashReport:
     crashed_cpu: int | None = None    # read from the dump (panic_cpu)
     cpu_stops: list[dict] = field(default_factory=list)   # per CPU: saved registers, task, stacks, stop path
     crash_tool: dict = field(default_factory=dict)        # Debian's crash: status pass|fail|skip, reason, checks
+    skipped: str = ""                 # why this trigger was not run on this architecture (a named skip)
 
     @property
     def ok(self) -> bool:
         return self.failure is None
 
+    @property
+    def verdict(self) -> str:
+        return "skip" if self.skipped else "pass" if self.ok else "fail"
+
     def to_dict(self) -> dict:
         d = asdict(self)
-        d = {"schema": 1, "verdict": "pass" if self.ok else "fail", **d}
+        d = {"schema": 1, "verdict": self.verdict, **d}
         return d
 
     def to_json(self) -> str:
@@ -73,7 +78,11 @@ class CrashReport:
         suite = ET.Element("testsuite", name="crash-test", hostname=self.release)
         cases = 0
         failures = 0
-        reached = True
+        reached = not self.skipped
+        if self.skipped:
+            case = ET.SubElement(suite, "testcase", classname="crash-test.trigger", name=self.trigger, time="0")
+            ET.SubElement(case, "skipped", message=self.skipped)
+            cases += 1
         for phase in PHASES:
             case = ET.SubElement(suite, "testcase", classname="crash-test.phase", name=phase,
                                  time=f"{self.timings.get(phase, 0.0):.3f}")
@@ -128,7 +137,7 @@ class MatrixReport:
         return {"schema": 2, "verdict": "pass" if self.ok else "fail", "release": self.release,
                 "build_id": self.build_id, "cpus": self.cpus, "triggers": self.triggers,
                 "failure": asdict(self.failure) if self.failure else None,
-                "summary": {r.trigger: {"verdict": "pass" if r.ok else "fail",
+                "summary": {r.trigger: {"verdict": r.verdict,
                                         "failure": r.failure.message if r.failure else None,
                                         "crashed_cpu": r.crashed_cpu,
                                         "crash_tool": r.crash_tool.get("status", "not run"),
@@ -149,6 +158,8 @@ class MatrixReport:
             if r.failure:
                 msg = f"phase {r.failure.phase}: {r.failure.message}"
                 ET.SubElement(case, "failure", message=msg).text = msg
+            elif r.skipped:
+                ET.SubElement(case, "skipped", message=r.skipped)
             tool = r.crash_tool
             case = ET.SubElement(suite, "testcase", classname="crash-test.crash-tool", name=r.trigger,
                                  time=f"{tool.get('seconds', 0.0):.3f}")
@@ -157,6 +168,8 @@ class MatrixReport:
                 ET.SubElement(case, "skipped", message=tool["reason"])
             elif status == "fail":
                 ET.SubElement(case, "failure", message=tool["reason"]).text = tool["reason"]
+            elif r.skipped:
+                ET.SubElement(case, "skipped", message=f"not run: {r.skipped}")
             elif status != "pass":
                 ET.SubElement(case, "skipped", message="not reached: the run failed before the dump was verified")
         for name in self.triggers[len(self.runs):]:

@@ -1,6 +1,7 @@
 """The crash test's settings: configs/crashtest.toml (typed, read once) and the task's flags."""
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +26,20 @@ class Guest:
     kvm_probe_seconds: float
     fail_grace: float
     disk_headroom: str
-    console: str
 
     def __post_init__(self):
         for name in ("memory", "disk_headroom"):
             sizes.parse(getattr(self, name), f"guest.{name}")
+
+
+@dataclass(frozen=True)
+class TriggerDiff:
+    """What one architecture's kernel prints or names differently for a trigger (unset: as the table says)."""
+
+    signature: tuple[str, ...] | None = None
+    stack: str | None = None
+    crash_bt: str | None = None
+    crash_panic: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,7 @@ class Trigger:
     crash_panic: str
     needs: dict[str, str] = field(default_factory=dict)
     in_all: bool = True
+    arch: dict[str, TriggerDiff] = field(default_factory=dict)   # per Kbuild ARCH, where its kernel differs
     name: str = ""            # filled in from the table key
 
     def __post_init__(self):
@@ -59,6 +70,14 @@ class Trigger:
         if not self.signature:
             raise ValueError("signature: give at least one line")
 
+    def for_arch(self, name: str) -> "Trigger":
+        """This trigger as `name`'s kernel shows it."""
+        diff = self.arch.get(name)
+        if diff is None:
+            return self
+        changes = {k: v for k, v in dataclasses.asdict(diff).items() if v is not None}
+        return dataclasses.replace(self, **changes)
+
     @property
     def kind(self) -> str:
         return self.fire.partition(":")[0]
@@ -66,11 +85,6 @@ class Trigger:
     def lines(self, cpu: int | None) -> list[str]:
         """The signature lines, with {cpu} filled in where the trigger is pinned."""
         return [s.replace("{cpu}", str(cpu)) if cpu is not None else s.split("{cpu}")[0] for s in self.signature]
-
-
-@dataclass(frozen=True)
-class Stop:
-    function: str
 
 
 @dataclass(frozen=True)
@@ -85,6 +99,7 @@ class Need:
 
     reason: str
     module: str | None = None
+    arches: tuple[str, ...] = ()   # Kbuild ARCHes it applies to; empty: every one
 
 
 @dataclass(frozen=True)
@@ -111,7 +126,6 @@ class CrashTestPolicy:
     needs: dict[str, Need]
     loader: dict[str, Loader]
     trigger: dict[str, Trigger]
-    stop: Stop
     crash_tool: CrashTool
     find: Find
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kbuild.core import lock
+from kbuild.core import arch, lock
 from kbuild.core.errors import BadInput, CheckFailed
 from kbuild.core.manifest import Manifest
 from kbuild.core.sizes import fmt as fmt_size, parse as parse_size
@@ -45,6 +45,9 @@ def _find_crashkernel(m: Manifest, settings: CrashTestSettings) -> CrashkernelSi
     high = settings.crashkernel   # bytes, parsed once with the kernel's grammar
     if len(settings.triggers) != 1:
         raise BadInput("--find-crashkernel measures one trigger; give --trigger NAME, not a list or all")
+    skip = arch.get(m.arch).crash.skip.get(settings.triggers[0].name)
+    if skip:
+        raise BadInput(f"--find-crashkernel --trigger {settings.triggers[0].name}: not on {m.arch} ({skip})")
     staged, final = staging(m)
     trials: list[dict] = []
     try:

@@ -10,9 +10,14 @@ dump's own dmesg (the trigger's signature and the nonce), VMCOREINFO OSRELEASE a
 against the manifest, drgn (the trigger's function on the crashed stack, the crashed CPU,
 registers for every CPU, every other CPU stopped by kdump's NMI), and Debian's `crash`.
 A stale, foreign or truncated dump fails.
+
+The architecture is the manifest's (configs/arches.toml): an arm64 kernel boots as an
+Image on qemu-system-aarch64 -M virt under TCG, with Debian's arm64 capture programs, and
+triggers it cannot run (the NMI) are named skips in the report, never passes.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -23,13 +28,14 @@ from pathlib import Path
 
 from kbuild.build.verify import elf_build_id
 from kbuild.configure.checkconfig import check_config
-from kbuild.core import fs, lock, makedumpfile, sizes, tools
+from kbuild.core import arch as archmod, fs, lock, makedumpfile, sizes, tools
 from kbuild.core.errors import CheckFailed, CommandFailed, KbuildError, MissingTool
 from kbuild.core.hashing import file_sha256
 from kbuild.core.kconfigfile import read_values
 from kbuild.core.manifest import Manifest
 from kbuild.core.proc import run
 from kbuild.core.source import locate
+from kbuild.core.toolchain import Toolchain
 from kbuild.crashtest import cpus as cpumod, crashtool, initramfs, qemu, vmcore
 from kbuild.crashtest.report import Check, CrashReport, Failure, MatrixReport
 from kbuild.crashtest.settings import CrashTestSettings, Need, Trigger, policy
@@ -59,7 +65,7 @@ class Prepared:
     manifest: Manifest
     release: str
     build_id: str
-    bzimage: Path
+    kernel: Path                      # the bootable image (bzImage, arm64 Image), copied
     vmlinux: Path
     settings: CrashTestSettings
     work: Path
@@ -70,6 +76,7 @@ class Prepared:
     tools: dict[str, str]
     timings: dict[str, float] = field(default_factory=dict)
     module_debug: tuple[Path, ...] = ()   # host .ko files of the trigger modules, for drgn's frame names
+    arch: archmod.Arch = field(default_factory=archmod.get)
 
 
 def preflight() -> None:
@@ -82,21 +89,23 @@ def preflight() -> None:
             from None
 
 
-def guest_fitness(config: Path, m: Manifest, settings: CrashTestSettings) -> tuple[list[str], list[str]]:
+def guest_fitness(config: Path, m: Manifest, settings: CrashTestSettings,
+                  arch: str = archmod.DEFAULT) -> tuple[list[str], list[str]]:
     """Refuse a kernel that cannot pass: check-config, the VM's needs, the triggers' needs, --cpus.
 
     Returns the =m modules both boots load, and those only LKDTM triggers load.
     """
-    result = check_config(config, locate(m.tree_source))
+    result = check_config(config, locate(m.tree_source), Toolchain.for_arch(archmod.get(arch)))
     if not result.ok:
         bad = [r for r in result.results if not r.ok]
         raise CheckFailed(f"refusing to boot: {config} fails check-config: "
                           + "; ".join(f"{r.capability}: {r.why}" for r in bad))
     values = read_values(config)
-    modules, missing = vm_needs(values, settings.kexec)
+    modules, missing = vm_needs(values, settings.kexec, arch)
     if missing:
         raise CheckFailed(f"refusing to boot: {config} lacks what the crash test's VM needs: " + "; ".join(missing))
-    trigger_modules, missing = trigger_needs(values, settings.triggers)
+    runnable = tuple(t for t in settings.triggers if t.name not in archmod.get(arch).crash.skip)
+    trigger_modules, missing = trigger_needs(values, runnable)
     if missing:
         raise CheckFailed(f"refusing to boot: {config} cannot run " + "; ".join(missing))
     nr = int(values.get("NR_CPUS", "1") or 1)
@@ -119,10 +128,10 @@ def trigger_needs(values: dict[str, str], triggers: tuple[Trigger, ...]) -> tupl
     return list(dict.fromkeys(modules)), missing
 
 
-def vm_needs(values: dict[str, str], kexec: str) -> tuple[list[str], list[str]]:
-    """(modules to carry, unmet needs) for a config's values and the chosen kexec loader."""
+def vm_needs(values: dict[str, str], kexec: str, arch: str = archmod.DEFAULT) -> tuple[list[str], list[str]]:
+    """(modules to carry, unmet needs) for a config's values, the chosen kexec loader and the architecture."""
     pol = policy()
-    needs = dict(pol.needs)
+    needs = {sym: n for sym, n in pol.needs.items() if not n.arches or arch in n.arches}
     for sym, reason in pol.loader[kexec].needs.items():
         needs[sym] = Need(f"{reason} (--kexec {kexec})")
     modules, missing = [], []
@@ -137,10 +146,14 @@ def vm_needs(values: dict[str, str], kexec: str) -> tuple[list[str], list[str]]:
     return modules, missing
 
 
-def _tool_versions() -> dict[str, str]:
+def _tool_versions(a: archmod.Arch, programs: initramfs.Programs) -> dict[str, str]:
     out = {}
-    for name, cmd in (("qemu", [qemu.QEMU, "--version"]), ("kexec", ["kexec", "--version"]),
+    host = programs.source == "host"
+    for name, cmd in (("qemu", [a.qemu.binary, "--version"]), ("kexec", ["kexec", "--version"]),
                       ("makedumpfile", ["makedumpfile", "-v"])):
+        if name != "qemu" and not host:   # the guest's come from Debian's packages of its architecture
+            out[name] = f"{Path(programs.programs[name]).name} from {programs.source}"
+            continue
         try:
             out[name] = run(cmd, check=False).output.strip().splitlines()[0]
         except (KbuildError, IndexError):
@@ -148,20 +161,23 @@ def _tool_versions() -> dict[str, str]:
     import drgn
     out["drgn"] = drgn.__version__
     out["crash"] = crashtool.installed_version()
+    if not host:
+        out["capture_debs"] = (Path(programs.source) / ".complete").read_text().split()
     return out
 
 
 def prepare(m: Manifest, settings: CrashTestSettings, work: Path) -> Prepared:
     t0 = time.monotonic()
     preflight()
+    a = archmod.get(m.arch)
     work.mkdir(parents=True, exist_ok=True)
-    bzimage = work / "bzImage"  # a copy: what boots is what was hashed, even if a rebuild starts now
-    shutil.copyfile(m.artifact("bzImage").path, bzimage)
+    kernel = work / a.image_name  # a copy: what boots is what was hashed, even if a rebuild starts now
+    shutil.copyfile(m.artifact(a.image_name).path, kernel)
     m.verify(("vmlinux", "config"))
-    if file_sha256(bzimage) != m.artifact("bzImage").sha256:
-        m.verify(("bzImage",))
+    if file_sha256(kernel) != m.artifact(a.image_name).sha256:
+        m.verify((a.image_name,))
     config = m.artifact("config").path
-    module_names, trigger_names = guest_fitness(config, m, settings)
+    module_names, trigger_names = guest_fitness(config, m, settings, a.name)
     modules: tuple[str, ...] = ()
     trigger_modules: tuple[str, ...] = ()
     moddir = None
@@ -171,17 +187,18 @@ def prepare(m: Manifest, settings: CrashTestSettings, work: Path) -> Prepared:
         modules = tuple(initramfs.resolve_modules(dep, module_names))
         trigger_modules = tuple(initramfs.resolve_modules(dep, trigger_names))
     k, guest = settings.kdump, policy().guest
-    capture = f"{k.capture_cmdline(m.release.cpu_limit_arg)} {guest.console} panic=-1 rdinit=/init"
+    capture = f"{k.capture_cmdline(m.release.cpu_limit_arg)} {a.crash.console} panic=-1 rdinit=/init"
     conf = initramfs.CaptureConfig(policy().loader[settings.kexec].flag, capture, k.path,
                                    k.core_collector, k.failure_action, modules, trigger_modules)
-    image = initramfs.build(work / "initrd.img", conf, modules_root=moddir, mtime=m.epoch)
+    programs = initramfs.programs_for(a, work / "host.log")
+    image = initramfs.build(work / "initrd.img", conf, modules_root=moddir, mtime=m.epoch, programs=programs)
     timings = {"prepare": round(time.monotonic() - t0, 3)}
     t = time.monotonic()
-    accel, why = qemu.choose_accel(settings.accel, bzimage, guest.kvm_probe_seconds, work / "kvm-probe.log")
+    accel, why = qemu.choose_accel(settings.accel, kernel, guest.kvm_probe_seconds, work / "kvm-probe.log", a)
     timings["accel_probe"] = round(time.monotonic() - t, 3)
     debug = tuple(moddir / rel for rel in trigger_modules) if moddir else ()
-    return Prepared(m, m.release.release, m.build_id, bzimage, m.artifact("vmlinux").path, settings, work,
-                    image, capture, accel, why, _tool_versions(), timings, debug)
+    return Prepared(m, m.release.release, m.build_id, kernel, m.artifact("vmlinux").path, settings, work,
+                    image, capture, accel, why, _tool_versions(a, programs), timings, debug, a)
 
 
 def make_disk(prep: Prepared, disk: Path) -> None:
@@ -190,7 +207,7 @@ def make_disk(prep: Prepared, disk: Path) -> None:
     shutil.rmtree(tree, ignore_errors=True)
     (tree / "boot").mkdir(parents=True)
     (tree / prep.settings.kdump.path.lstrip("/")).mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(prep.bzimage, tree / "boot" / "vmlinuz")
+    shutil.copyfile(prep.kernel, tree / "boot" / "vmlinuz")
     shutil.copyfile(prep.image.path, tree / "boot" / "initrd.img")
     headroom = sizes.parse(policy().guest.disk_headroom, "guest.disk_headroom")
     disk.unlink(missing_ok=True)
@@ -222,7 +239,8 @@ def verify(prep: Prepared, trigger: Trigger, disk: Path, nonce: str, out: Path,
     n = prep.settings.cpus
     expect = Expected(nonce, prep.release, prep.build_id, prep.vmlinux, k.core_collector, prep.settings.memory,
                       trigger, n, n - 1 if trigger.pinned else None,
-                      prep.module_debug if trigger.kind == "lkdtm" else ())
+                      prep.module_debug if trigger.kind == "lkdtm" else (),
+                      prep.arch.crash.stop_function, prep.arch.crash.stop_stack)
     checks, info, task, cpus = check_vmcore(target, expect, out, log)
     return [saved, *checks], info, task, cpus
 
@@ -241,6 +259,8 @@ class Expected:
     cpus: int
     pinned_cpu: int | None              # None: the crash may be on any CPU (the NMI)
     modules: tuple[Path, ...] = ()      # .ko files whose debug info drgn loads
+    stop: str = "crash_nmi_callback"    # where every other CPU must be stopped (configs/arches.toml)
+    stop_stack: str = "nmi"             # and on which stack (kbuild.crashtest.cpus)
 
 
 def check_vmcore(target: Path, want: Expected, out: Path,
@@ -250,18 +270,22 @@ def check_vmcore(target: Path, want: Expected, out: Path,
     task: dict = {}
     dump = vmcore.read_dump(target)
     info = {"path": str(target), "format": dump.format, "size": dump.size, "ram_bytes": want.memory,
-            "ram_share": round(dump.size / want.memory, 5), "dump_level": dump.dump_level}
+            "ram_share": round(dump.size / want.memory, 5), "dump_level": dump.dump_level,
+            "machine": dump.machine}
     fmt = makedumpfile.expected_format(want.core_collector)
     checks.append(Check("vmcore-format", dump.format == fmt, f"{fmt} (core_collector: {want.core_collector})",
                         dump.format))
     checks.append(Check("vmcore-complete", dump.complete, "complete", dump.why_incomplete or "complete"))
     if dump.format not in ("kdump-compressed", "elf"):
         return checks, info, task, {}
+    foreign = bool(dump.machine) and dump.machine != os.uname().machine   # makedumpfile reads its own arch only
     try:
-        dmesg = vmcore.dump_dmesg(target, out / "dmesg.txt", log)
-    except CommandFailed as e:
+        dmesg = (vmcore.dmesg_with_drgn(target, want.vmlinux, out / "dmesg.txt") if foreign
+                 else vmcore.dump_dmesg(target, out / "dmesg.txt", log))
+    except (CommandFailed, ValueError) as e:
         dmesg = ""
-        checks.append(Check("dmesg-readable", False, "makedumpfile --dump-dmesg succeeds", str(e).splitlines()[0]))
+        checks.append(Check("dmesg-readable", False, "drgn reads the log buffer" if foreign
+                            else "makedumpfile --dump-dmesg succeeds", str(e).splitlines()[0]))
     lines = want.trigger.lines(want.pinned_cpu)
     absent = [ln for ln in lines if ln not in dmesg]
     checks.append(Check("dmesg-signature", not absent, " and ".join(repr(ln) for ln in lines) + " in the dump's dmesg",
@@ -286,14 +310,15 @@ def check_vmcore(target: Path, want: Expected, out: Path,
     fn = want.trigger.stack
     checks.append(Check("crash-stack", fn in view.stack, f"{fn} on the crashed task's stack",
                         f"{view.task} (pid {view.pid}): " + " <- ".join(view.stack[:12])))
-    survey = cpumod.survey(view.program)
+    survey = cpumod.survey(view.program, want.stop_stack)
     checks += cpu_checks(survey, dump, want)
     return checks, info, task, asdict(survey)
 
 
 def cpu_checks(survey: cpumod.CpuSurvey, dump: vmcore.DumpFile, want: Expected) -> list[Check]:
-    """The crashing CPU, a register set per CPU, and every other CPU stopped by kdump's NMI."""
-    stop = policy().stop.function
+    """The crashing CPU, a register set per CPU, and every other CPU stopped by kdump (NMI, arm64's IPI)."""
+    stop = want.stop
+    where = "NMI" if want.stop_stack == "nmi" else want.stop_stack.upper()
     crashed = survey.crashed_cpu
     want_cpu = "any CPU" if want.pinned_cpu is None else f"CPU {want.pinned_cpu} (the pinned one)"
     cpu_ok = crashed is not None and (crashed == want.pinned_cpu if want.pinned_cpu is not None
@@ -312,8 +337,8 @@ def cpu_checks(survey: cpumod.CpuSurvey, dump: vmcore.DumpFile, want: Expected) 
     others = [c for c in survey.cpus if c.cpu != crashed]
     unstopped = [c.cpu for c in others if stop not in c.nmi_stack]
     checks.append(Check("cpus-stopped", bool(others) and not unstopped and len(others) == want.cpus - 1,
-                        f"every CPU but {crashed} halted in {stop} (on its NMI stack)",
-                        "; ".join(f"CPU {c.cpu} {c.task}: NMI stack "
+                        f"every CPU but {crashed} halted in {stop} (on its {where} stack)",
+                        "; ".join(f"CPU {c.cpu} {c.task}: {where} stack "
                                   + (" <- ".join(reversed(c.nmi_stack[-6:])) or c.error or "empty")
                                   for c in others) or "no other CPU online"))
     return checks
@@ -327,18 +352,18 @@ def _crash_tool(prep: Prepared, trigger: Trigger, nonce: str, report: CrashRepor
     """Open the verified dump with Debian's crash; its checks join the run's (a skip adds none)."""
     tool = policy().crash_tool
     want = crashtool.CrashExpect(prep.release, prep.settings.cpus, report.crashed_cpu, trigger.crash_panic,
-                                 trigger.crash_bt, policy().stop.function, nonce)
+                                 trigger.crash_bt, prep.arch.crash.stop_function, nonce)
     result = crashtool.check(prep.vmlinux, out / "vmcore", want, out / "crash", out / "host.log",
-                             tool.timeout, dict(tool.newest_kernel))
+                             tool.timeout, dict(tool.newest_kernel), guest_machine=prep.arch.host)
     report.crash_tool = result.to_dict()
     report.checks += result.checks
 
 
 # --- one run, and the entry points -----------------------------------------------------------
 
-def production_cmdline(crashkernel: str, nonce: str, trigger: Trigger) -> str:
+def production_cmdline(crashkernel: str, nonce: str, trigger: Trigger, a: archmod.Arch | None = None) -> str:
     """The production kernel's command line: console, reservation, and the trigger for /init."""
-    console = policy().guest.console
+    console = (a or archmod.get()).crash.console
     fire = f"crashtest.trigger={trigger.name} crashtest.fire={trigger.fire} crashtest.settle={trigger.settle:g}"
     if trigger.sysctls:
         fire += f" crashtest.sysctl={','.join(trigger.sysctls)}"
@@ -348,17 +373,18 @@ def production_cmdline(crashkernel: str, nonce: str, trigger: Trigger) -> str:
 def run_once(prep: Prepared, trigger: Trigger, crashkernel_bytes: int, timeout: float,
              out: Path) -> tuple[CrashReport, str]:
     """Boot, crash, capture and verify once; files go to `out`. Returns the report and the console tail."""
+    trigger = trigger.for_arch(prep.arch.name)
     crashkernel = sizes.fmt(crashkernel_bytes)
     out.mkdir(parents=True, exist_ok=True)
     s = prep.settings
     nonce = uuid.uuid4().hex
     disk = prep.work / "dump.img"
     make_disk(prep, disk)
-    production = production_cmdline(crashkernel, nonce, trigger)
+    production = production_cmdline(crashkernel, nonce, trigger, prep.arch)
     qmp_dir = Path(tempfile.mkdtemp(prefix="kbuild-qmp-"))   # a socket path must stay under 108 bytes
     sock = qmp_dir / "qmp.sock"
-    spec = qemu.VmSpec(prep.bzimage, prep.image.path, production, disk, f"{s.memory // MIB}M", prep.accel,
-                       s.cpus, sock)
+    spec = qemu.VmSpec(prep.kernel, prep.image.path, production, disk, f"{s.memory // MIB}M", prep.accel,
+                       s.cpus, sock, prep.arch)
     report = CrashReport(
         release=prep.release, build_id=prep.build_id, nonce=nonce, accel=prep.accel, accel_why=prep.accel_why,
         settings={"memory": sizes.fmt(s.memory), "crashkernel": crashkernel, "kexec": s.kexec, "timeout": timeout,
@@ -387,7 +413,7 @@ def run_once(prep: Prepared, trigger: Trigger, crashkernel_bytes: int, timeout: 
     (out / "serial-capture.log").write_text("".join(ln.text + "\n" for ln in vm.lines[split:]))
     report.timings.update(watch.timings(vm))
     report.failure = diagnose(watch, vm, RunFacts(crashkernel, timeout, s.kdump.core_collector, s.kdump.failure_action,
-                                                  prep.bzimage.stat().st_size, prep.image.size))
+                                                  prep.kernel.stat().st_size, prep.image.size))
     if report.failure is None:
         t = time.monotonic()
         report.checks, report.vmcore, report.crashed_task, survey = verify(prep, trigger, disk, nonce, out,
@@ -410,6 +436,21 @@ def run_once(prep: Prepared, trigger: Trigger, crashkernel_bytes: int, timeout: 
     (out / "report.json").write_text(report.to_json())
     (out / "junit.xml").write_text(report.to_junit())
     return report, vm.tail(15)
+
+
+def skipped_run(prep: Prepared, trigger: Trigger, why: str, out: Path) -> CrashReport:
+    """A trigger this architecture cannot run: a report that says so and why, with no VM run."""
+    out.mkdir(parents=True, exist_ok=True)
+    s = prep.settings
+    report = CrashReport(
+        release=prep.release, build_id=prep.build_id, nonce="", accel=prep.accel, accel_why=prep.accel_why,
+        settings={"memory": sizes.fmt(s.memory), "cpus": s.cpus, "trigger": trigger.name, "fire": trigger.fire},
+        production_cmdline="", capture_cmdline="", initramfs={}, tools=prep.tools,
+        trigger=trigger.name, cpus=s.cpus, skipped=f"{trigger.name} on {prep.arch.name}: {why}")
+    report.files = {"report.json": str(out / "report.json"), "junit.xml": str(out / "junit.xml")}
+    (out / "report.json").write_text(report.to_json())
+    (out / "junit.xml").write_text(report.to_junit())
+    return report
 
 
 def relocate(report: CrashReport, staged: Path, final: Path) -> None:
@@ -460,8 +501,12 @@ def _crash_test(m: Manifest, settings: CrashTestSettings) -> MatrixReport:
     try:
         prep = prepare(m, settings, staged / "work")
         for trigger in settings.triggers:
-            report, tails[trigger.name] = run_once(prep, trigger, settings.crashkernel, settings.timeout,
-                                                   staged / trigger.name)
+            why = prep.arch.crash.skip.get(trigger.name)
+            if why:
+                report, tails[trigger.name] = skipped_run(prep, trigger, why, staged / trigger.name), ""
+            else:
+                report, tails[trigger.name] = run_once(prep, trigger, settings.crashkernel, settings.timeout,
+                                                       staged / trigger.name)
             relocate(report, staged / trigger.name, final / trigger.name)
             (staged / trigger.name / "report.json").write_text(report.to_json())
             matrix.runs.append(report)

@@ -5,6 +5,8 @@ expected and actual values. Formats: makedumpfile's kdump-compressed (diskdump_m
 disk_dump_header + kdump_sub_header, bitmaps, page descriptors, page data), ELF (what
 /proc/vmcore is, and `makedumpfile -E` or `cp` write), and flattened (`makedumpfile -F`,
 a stream format that must be rebuilt with `makedumpfile -R` before tools can read it).
+The dump's machine (ELF e_machine, or the kdump header's utsname.machine) picks the layout
+of its register notes: x86_64 and aarch64 struct elf_prstatus differ after the common head.
 """
 from __future__ import annotations
 
@@ -19,8 +21,9 @@ KDUMP_SIG = b"KDUMP   "
 FLAT_SIG = b"makedumpfile\0"
 DUMP_DH_COMPRESSED_INCOMPLETE = 0x8
 _HDR = struct.Struct("<IiiIIIIIIi")        # status .. nr_cpus, at offset 424 of disk_dump_header
-_SUB = struct.Struct("<QiiQQqQqQqQQQQ")    # kdump_sub_header (x86_64)
+_SUB = struct.Struct("<QiiQQqQqQqQQQQ")    # kdump_sub_header (64-bit little-endian: x86_64, aarch64)
 _PAGE_DESC = struct.Struct("<qIIQ")        # offset, size, flags, page_flags
+_UTS_MACHINE = 8 + 4 + 4 * 65             # signature, header_version, then new_utsname's machine[65]
 
 
 @dataclass
@@ -33,6 +36,7 @@ class DumpFile:
     vmcoreinfo: dict[str, str] = field(default_factory=dict)
     dump_level: int | None = None
     nr_cpus: int | None = None   # kdump header: CPUs of the crashed kernel
+    machine: str = ""            # x86_64 | aarch64 (`uname -m` of the crashed kernel)
     prstatus: list[Prstatus] = field(default_factory=list)   # in CPU order, as the kernel wrote them
 
 
@@ -41,17 +45,34 @@ class Prstatus:
     """One NT_PRSTATUS note: a CPU's saved registers (crash_save_cpu). Only CPUs that saved one have it."""
 
     pid: int      # the task that was running on that CPU (0: the idle task)
-    rip: int
-    rsp: int
+    pc: int
+    sp: int
+
+
+@dataclass(frozen=True)
+class RegLayout:
+    """Where struct elf_prstatus keeps the registers on one architecture (pr_reg is 64-bit words)."""
+
+    count: int    # words in pr_reg
+    pc: int       # index of the program counter
+    sp: int       # index of the stack pointer
 
 
 NT_PRSTATUS = 1
-_PRSTATUS_PID = 32    # offset of pr_pid in x86_64 struct elf_prstatus
-_PRSTATUS_REGS = 112  # offset of pr_reg (struct user_regs_struct: rip is register 16, rsp 19)
+_PRSTATUS_PID = 32    # offset of pr_pid: the same head (siginfo, cursig, sigpend, sighold) on both
+_PRSTATUS_REGS = 112  # offset of pr_reg on both
+# x86_64: struct user_regs_struct (rip is register 16, rsp 19); aarch64: struct user_pt_regs
+# (x0-x30, sp, pc, pstate)
+LAYOUTS = {"x86_64": RegLayout(27, 16, 19), "aarch64": RegLayout(34, 32, 31)}
+ELF_MACHINES = {62: "x86_64", 183: "aarch64"}   # EM_X86_64, EM_AARCH64
 
 
 def parse_notes(notes: bytes, dump: DumpFile) -> None:
-    """ELF notes (the dump's PT_NOTE, or a kdump file's note area) into vmcoreinfo and prstatus."""
+    """ELF notes (the dump's PT_NOTE, or a kdump file's note area) into vmcoreinfo and prstatus.
+
+    Register notes are read with the layout of `dump.machine` (x86_64 when unknown, as before).
+    """
+    layout = LAYOUTS.get(dump.machine or "x86_64")
     pos = 0
     while pos + 12 <= len(notes):
         namesz, descsz, ntype = struct.unpack_from("<III", notes, pos)
@@ -60,9 +81,11 @@ def parse_notes(notes: bytes, dump: DumpFile) -> None:
         desc = notes[desc_at:desc_at + descsz]
         if name == b"VMCOREINFO":
             dump.vmcoreinfo = dump.vmcoreinfo or parse_vmcoreinfo(desc.decode(errors="replace"))
-        elif name == b"CORE" and ntype == NT_PRSTATUS and len(desc) >= _PRSTATUS_REGS + 27 * 8:
-            regs = struct.unpack_from("<27Q", desc, _PRSTATUS_REGS)
-            dump.prstatus.append(Prstatus(struct.unpack_from("<i", desc, _PRSTATUS_PID)[0], regs[16], regs[19]))
+        elif name == b"CORE" and ntype == NT_PRSTATUS and layout \
+                and len(desc) >= _PRSTATUS_REGS + layout.count * 8:
+            regs = struct.unpack_from(f"<{layout.count}Q", desc, _PRSTATUS_REGS)
+            dump.prstatus.append(Prstatus(struct.unpack_from("<i", desc, _PRSTATUS_PID)[0],
+                                          regs[layout.pc], regs[layout.sp]))
         pos = desc_at + (descsz + 3) // 4 * 4
 
 
@@ -112,7 +135,9 @@ def _kdump(path: Path, fh, size: int) -> DumpFile:
         if 0 < note_off and 0 < note_len < 1 << 20 and note_off + note_len <= size:
             fh.seek(note_off)
             notes = fh.read(note_len)
-    dump = DumpFile(path, size, "kdump-compressed", True, vmcoreinfo=info, dump_level=level, nr_cpus=nr_cpus)
+    machine = head[_UTS_MACHINE:_UTS_MACHINE + 65].split(b"\0")[0].decode(errors="replace")
+    dump = DumpFile(path, size, "kdump-compressed", True, vmcoreinfo=info, dump_level=level, nr_cpus=nr_cpus,
+                    machine=machine)
     parse_notes(notes, dump)
     if status & DUMP_DH_COMPRESSED_INCOMPLETE:
         dump.complete, dump.why_incomplete = False, "header status says DUMP_DH_COMPRESSED_INCOMPLETE"
@@ -143,6 +168,8 @@ def _elf(path: Path, fh, size: int) -> DumpFile:
     if len(eh) < 64 or eh[4] != 2 or eh[5] != 1:
         dump.complete, dump.why_incomplete = False, "not a complete little-endian ELF64 header"
         return dump
+    e_machine, = struct.unpack_from("<H", eh, 18)
+    dump.machine = ELF_MACHINES.get(e_machine, f"e_machine {e_machine}")
     phoff, = struct.unpack_from("<Q", eh, 32)
     phentsize, phnum = struct.unpack_from("<HH", eh, 54)
     fh.seek(phoff)
@@ -182,6 +209,26 @@ def dump_dmesg(vmcore: Path, out: Path, log: Path | None = None) -> str:
     out.unlink(missing_ok=True)
     run(["makedumpfile", "--dump-dmesg", str(vmcore), str(out)], log=log)
     return out.read_text(errors="replace")
+
+
+def dmesg_with_drgn(vmcore: Path, vmlinux: Path, out: Path) -> str:
+    """The crashed kernel's log read by drgn (printk's ring buffer), for a dump of another architecture.
+
+    Debian's makedumpfile reads only its own architecture's dumps (on x86_64 it fails an aarch64
+    one with `vtop4_x86_64: Can't get the symbol of init_level4_pgt`); drgn reads any. Raises
+    ValueError with drgn's reason.
+    """
+    import drgn
+    from drgn.helpers.linux.printk import get_dmesg
+    try:
+        prog = drgn.Program()
+        prog.set_core_dump(str(vmcore))
+        prog.load_debug_info([str(vmlinux)])
+        text = get_dmesg(prog).decode(errors="replace")
+    except (drgn.FaultError, drgn.MissingDebugInfoError, ValueError, OSError, LookupError) as e:
+        raise ValueError(f"drgn cannot read the log buffer: {e}") from None
+    out.write_text(text)
+    return text
 
 
 def open_with_debuginfo(vmcore: Path, vmlinux: Path, modules: tuple[Path, ...] = ()) -> DebugView:

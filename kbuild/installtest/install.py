@@ -18,11 +18,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from kbuild.core import arch as archmod
 from kbuild.core.errors import BadInput, CheckFailed
 from kbuild.core.manifest import Manifest
 from kbuild.core.proc import run
 from kbuild.installtest.settings import Site
-from kbuild.package.payload import ARCH, CONFIG_PACKAGE
+from kbuild.package.payload import CONFIG_PACKAGE
 from kbuild.package.render import render
 
 KDUMP_HOOK = "etc/kernel/postinst.d/kdump-tools"
@@ -55,7 +56,7 @@ class Installed:
 
 def deb_set(m: Manifest) -> tuple[Path, ...]:
     """image, dbg and config .deb of this build in dist/<release>/ (written by `invoke package`)."""
-    arch = ARCH.get(m.arch, (None,))[0]
+    arch = archmod.table()[m.arch].deb_arch if m.arch in archmod.table() else None
     v = m.release.deb_version
     names = (f"linux-image-{m.release.release}_{v}_{arch}.deb",
              f"linux-image-{m.release.release}-dbg_{v}_{arch}.deb",

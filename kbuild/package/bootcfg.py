@@ -11,7 +11,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from kbuild.core import arch as archmod
 from kbuild.core import sizes
+from kbuild.core.arch import Arch
 from kbuild.core.errors import BadInput, CheckFailed
 from kbuild.core.sizes import fmt
 from kbuild.package.render import render
@@ -223,6 +225,8 @@ class BootEntries:
     legacy_root: str
     legacy_options: str
     bls_options: str
+    efi_arch: str = "x64"          # BLS `architecture`, from configs/arches.toml
+    legacy_grub: bool = True       # whether a legacy GRUB stanza makes sense on this arch
 
     def __post_init__(self):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", self.release):
@@ -235,12 +239,15 @@ class BootEntries:
         DropIn(self.dropin_name)
         Legacy(self.legacy_root, self.legacy_options)
         Bls(self.bls_options)
+        if not re.fullmatch(r"[a-z0-9]+", self.efi_arch):
+            raise BadInput(f"efi_arch {self.efi_arch!r}: use EFI's architecture name, such as x64 or aa64")
 
     @classmethod
-    def for_release(cls, release: str, crashkernel: str, path: Path | None = None) -> "BootEntries":
-        b = load(path)
+    def for_release(cls, release: str, crashkernel: str, path: Path | None = None,
+                    arch: Arch | None = None) -> "BootEntries":
+        b, arch = load(path), arch or archmod.get()
         return cls(release, b.title.replace(RELEASE, release), crashkernel, b.grub_dropin.name,
-                   b.legacy.root, b.legacy.options, b.bls.options)
+                   b.legacy.root, b.legacy.options, b.bls.options, arch.efi_arch, arch.legacy_grub)
 
     @property
     def args(self) -> str:
@@ -269,9 +276,10 @@ def grub2_menuentry(e: BootEntries, cmdline: str) -> str:
 
 
 def write(e: BootEntries, folder: Path) -> tuple[Path, ...]:
-    """dist/<release>/boot/: the three entries plus the GRUB 2 menuentry the drop-in yields."""
+    """dist/<release>/boot/: the entries (no legacy GRUB stanza on an arch legacy GRUB cannot boot)
+    plus the GRUB 2 menuentry the drop-in yields."""
     files = {
-        "grub.conf": grub_conf(e),
+        **({"grub.conf": grub_conf(e)} if e.legacy_grub else {}),
         f"grub.d/{e.dropin_name}": grub_dropin(e),
         f"loader/entries/{e.release}.conf": bls_entry(e),
         "grub2-menuentry.cfg": grub2_menuentry(e, dropin_cmdline(e)),
@@ -310,10 +318,12 @@ def validate(e: BootEntries, work: Path) -> str:
     """Run the real validators on every entry; CheckFailed names the first problem."""
     work.mkdir(parents=True, exist_ok=True)
     image, initrd = f"/vmlinuz-{e.release}", f"/initramfs-{e.release}.img"
-    _check_keyed("grub.conf stanza", grub_conf(e), LEGACY_KEYS, e, "kernel",
-                 {"title": e.title, "kernel": image, "initrd": initrd})
+    if e.legacy_grub:
+        _check_keyed("grub.conf stanza", grub_conf(e), LEGACY_KEYS, e, "kernel",
+                     {"title": e.title, "kernel": image, "initrd": initrd})
     _check_keyed("BLS entry", bls_entry(e), BLS_KEYS, e, "options",
-                 {"title": e.title, "version": e.release, "linux": image, "initrd": initrd})
+                 {"title": e.title, "version": e.release, "linux": image, "initrd": initrd,
+                  "architecture": e.efi_arch})
     dropin = work / e.dropin_name
     dropin.write_text(grub_dropin(e))
     run(["sh", "-n", str(dropin)])
@@ -327,7 +337,21 @@ def validate(e: BootEntries, work: Path) -> str:
     menu = work / "menuentry.cfg"
     menu.write_text(grub2_menuentry(e, dropin_cmdline(e)))
     run(["grub-script-check", str(menu)])
-    return "grub.conf keys, BLS keys, sh -n, shellcheck, grub-script-check: ok"
+    legacy = "grub.conf keys" if e.legacy_grub else "no grub.conf (legacy GRUB does not boot this arch)"
+    return f"{legacy}, BLS keys (architecture {e.efi_arch}), sh -n, shellcheck, grub-script-check: ok"
+
+
+def check_efi_stub(image: Path, arch: Arch) -> str:
+    """Where the arch boots through GRUB on EFI only (arm64), the image must be an EFI application
+    (PE/COFF "MZ" header from CONFIG_EFI's stub), or the packages' boot entries cannot boot it."""
+    if not arch.efi_stub:
+        return f"{image.name}: no EFI stub needed on {arch.name}"
+    with open(image, "rb") as fh:
+        head = fh.read(2)
+    if head != b"MZ":
+        raise CheckFailed(f"{image}: no EFI stub (PE/COFF MZ header); GRUB on EFI cannot boot it on {arch.name}: "
+                          "build with CONFIG_EFI=y")
+    return f"{image.name}: EFI stub present (GRUB on EFI can boot it)"
 
 
 def _check_keyed(what: str, text: str, known: tuple[str, ...], e: BootEntries, args_key: str,

@@ -62,8 +62,8 @@ def build(p: Payload, kdump: kdumpcfg.KdumpSettings, boot: BootEntries, work: Pa
 def image(p: Payload, work: Path) -> DebPackage:
     """/boot files and /lib/modules/<release>/ with debug info stripped from the modules."""
     name = names(p)["image"]
-    s = PackageTree(work / name)
-    s.copy(f"/boot/vmlinuz-{p.release}", p.bzimage)
+    s = PackageTree(work / name, p.objcopy)
+    s.copy(f"/boot/vmlinuz-{p.release}", p.image)
     s.copy(f"/boot/config-{p.release}", p.config)
     s.copy(f"/boot/System.map-{p.release}", p.system_map)
     for rel, src in p.modules:
@@ -74,7 +74,7 @@ def image(p: Payload, work: Path) -> DebPackage:
 def dbg(p: Payload, work: Path) -> DebPackage:
     """Unstripped vmlinux and modules at the debug paths, with .build-id links to each."""
     name, rel = names(p)["dbg"], p.release
-    s = PackageTree(work / name)
+    s = PackageTree(work / name, p.objcopy)
     s.copy(f"/usr/lib/debug/boot/vmlinux-{rel}", p.vmlinux)
     s.symlink(f"/usr/lib/debug/vmlinux-{rel}", f"boot/vmlinux-{rel}")           # kdump-tools
     s.symlink(f"/usr/lib/debug/lib/modules/{rel}/vmlinux", f"../../../boot/vmlinux-{rel}")  # perf
@@ -92,7 +92,7 @@ def dbg(p: Payload, work: Path) -> DebPackage:
 def config(p: Payload, kdump: kdumpcfg.KdumpSettings, boot: BootEntries, work: Path) -> DebPackage:
     """Our kdump-tools template (diverted path) and the crashkernel= GRUB drop-in (a conffile)."""
     name = names(p)["config"]
-    s = PackageTree(work / name)
+    s = PackageTree(work / name, p.objcopy)
     s.text(KDUMP_TOOLS_TEMPLATE, kdump_tools_defaults(kdump, p.cpu_limit_arg, name))
     dropin = f"/etc/default/grub.d/{boot.dropin_name}"
     s.text(dropin, grub_dropin(boot))

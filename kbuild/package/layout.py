@@ -39,8 +39,8 @@ def check_layout(root: Path, p: Payload, debug_vmlinux: str, debug_suffix: str, 
     if names("/usr/lib/debug/boot", "vmlinux-") - {rel}:
         problems.append("/usr/lib/debug/boot/vmlinux-* names another release")
     image = root / f"boot/vmlinuz-{rel}"
-    if image.is_file() and file_sha256(image) != file_sha256(p.bzimage):
-        problems.append(f"{image.name} differs from the built bzImage")
+    if image.is_file() and file_sha256(image) != file_sha256(p.image):
+        problems.append(f"{image.name} differs from the built {p.image.name}")
     vmlinux = root / debug_vmlinux.lstrip("/")
     link = root / build_id_link(p.build_id).lstrip("/")
     if not vmlinux.is_file():

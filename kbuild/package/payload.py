@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kbuild.build import release as policy
+from kbuild.core import arch as archmod
 from kbuild.core.errors import BadInput, KbuildError
 from kbuild.core.manifest import Manifest
 
@@ -14,7 +15,6 @@ MODULE_PATH = re.compile(r"(?!\.\.?(?:/|$))[A-Za-z0-9_+,-][A-Za-z0-9._+,-]*(?:/(
 MAX_EPOCH = 253402300800          # year 10000
 RELEASE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 CONFIG_PACKAGE = "kdump-pipeline-config"   # one per system, whichever kernel it came with
-ARCH = {"x86_64": ("amd64", "x86_64")}     # manifest toolchain.arch -> (dpkg, rpm) architecture
 
 
 @dataclass(frozen=True)
@@ -30,24 +30,27 @@ class Payload:
     epoch: int                       # SOURCE_DATE_EPOCH of the build: every mtime and date
     deb_arch: str
     rpm_arch: str
-    bzimage: Path
+    image: Path                      # the arch's boot image (bzImage, Image), installed as /boot/vmlinuz-<release>
     vmlinux: Path
     system_map: Path
     config: Path
     modules: tuple[tuple[str, Path], ...]   # (path under lib/modules/<release>/, source)
     dist: Path                               # dist/<release>/, next to the manifest
+    objcopy: str = "objcopy"                 # strips this arch's modules: the cross one unless native
 
     @classmethod
     def from_manifest(cls, m: Manifest) -> "Payload":
         """A manifest's build, after re-hashing every artifact: a rebuild may have replaced them."""
-        names = {a.name for a in m.artifacts}
-        missing = [n for n in ("bzImage", "vmlinux", "System.map", "config") if n not in names]
+        if m.arch not in archmod.table():
+            raise BadInput(f"{m.path}: architecture {m.arch!r} is not packaged "
+                           f"(known: {', '.join(sorted(archmod.table()))}, configs/arches.toml)")
+        target = archmod.get(m.arch)
+        names = {x.name for x in m.artifacts}
+        missing = [n for n in (target.image_name, "vmlinux", "System.map", "config") if n not in names]
         if missing:
             raise BadInput(f"{m.path}: manifest lists no {', '.join(missing)}; rebuild")
         r = m.release
         check_release(m)
-        if m.arch not in ARCH:
-            raise BadInput(f"{m.path}: architecture {m.arch!r} is not packaged (known: {', '.join(ARCH)})")
         if not BUILD_ID.fullmatch(m.build_id):
             raise BadInput(f"{m.path}: build_id {m.build_id!r} is not a GNU build-id (hex); rebuild")
         if not 0 <= m.epoch < MAX_EPOCH:
@@ -60,8 +63,9 @@ class Payload:
         m.verify()
         modules = tuple(sorted((a.name.split("/", 1)[1], a.path) for a in m.modules()))
         return cls(r.release, r.deb_version, r.rpm_version, r.rpm_release, r.cpu_limit_arg, m.build_id,
-                   m.epoch, *ARCH[m.arch], m.artifact("bzImage").path, m.artifact("vmlinux").path,
-                   m.artifact("System.map").path, m.artifact("config").path, modules, m.dist)
+                   m.epoch, target.deb_arch, target.rpm_arch, m.artifact(target.image_name).path, m.artifact("vmlinux").path,
+                   m.artifact("System.map").path, m.artifact("config").path, modules, m.dist,
+                   target.cross_prefix() + "objcopy")
 
 
 def check_release(m: Manifest) -> None:

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kbuild.core import arch as archmod
 from kbuild.core import fs, lock, tools
 from kbuild.core.errors import BadInput
 from kbuild.core.manifest import Manifest
@@ -59,7 +60,7 @@ def package(manifest: Manifest, formats: set[str] | None = None,
     formats = set(formats or FORMATS)
     if not formats or formats - set(FORMATS):
         raise BadInput(f"formats {sorted(formats)}: choose from {', '.join(FORMATS)}")
-    tools.require("package")
+    tools.require("package", arch=manifest.arch if manifest.arch in archmod.table() else archmod.DEFAULT)
     with lock.exclusive(manifest.dist, "package", wait):
         return _package(manifest, formats, kdump, checks, boot_config)
 
@@ -73,9 +74,11 @@ def _package(manifest: Manifest, formats: set[str], kdump: kdumpcfg.KdumpSetting
     builders = [m for name, m in (("deb", deb), ("rpm", rpm)) if name in formats]
     work = Path(tempfile.mkdtemp(prefix=f"kdump-package-{payload.release}-"))
     try:
-        entries = bootcfg.BootEntries.for_release(payload.release, kdump.crashkernel, boot_config)
+        entries = bootcfg.BootEntries.for_release(payload.release, kdump.crashkernel, boot_config,
+                                                  archmod.get(manifest.arch))
         boot_files = bootcfg.write(entries, work / "boot")
-        done = [chosen, f"boot entries: {bootcfg.validate(entries, work / 'boot-check')}"]
+        done = [chosen, f"boot entries: {bootcfg.validate(entries, work / 'boot-check')}; "
+                        f"{bootcfg.check_efi_stub(payload.image, archmod.get(manifest.arch))}"]
 
         def build_and_check(m) -> tuple[list[Path], list[str]]:
             name = m.__name__.rsplit(".", 1)[1]

@@ -11,8 +11,8 @@ from kbuild.core.proc import run
 class PackageTree:
     """One package's file tree under construction; `seal` pins modes and mtimes."""
 
-    def __init__(self, root: Path):
-        self.root = root
+    def __init__(self, root: Path, objcopy: str = "objcopy"):
+        self.root, self.objcopy = root, objcopy   # objcopy for the modules' arch (the host's reads only its own)
         root.mkdir(parents=True, exist_ok=True)
 
     def path(self, dest: str) -> Path:
@@ -34,7 +34,7 @@ class PackageTree:
     def stripped(self, dest: str, src: Path) -> Path:
         """A kernel module without debug info (what `make INSTALL_MOD_STRIP=1` installs)."""
         p = self.path(dest)
-        run(["objcopy", "--strip-debug", str(src), str(p)])
+        run([self.objcopy, "--strip-debug", str(src), str(p)])
         p.chmod(0o644)
         return p
 

@@ -31,10 +31,13 @@ def test_kconfig_parses_completely(real_tree):
     assert unsupported == []
 
 
+@pytest.mark.parametrize("arch", ["x86_64", "arm64"])
 @pytest.mark.parametrize("profile", ["minimal", "defconfig"])
-def test_profile_meets_requirements_and_kernel_agrees(real_tree, profile, tmp_path):
-    result = configure(ConfigureSettings.from_flags(source=str(real_tree.path), profile=profile,
-                                                    build_dir=tmp_path / "build"))
+def test_profile_meets_requirements_and_kernel_agrees(real_tree, profile, arch, tmp_path):
+    """kconfiglib with the arch's ARCH, SRCARCH and (cross) CC evaluates as the kernel's own conf does."""
+    settings = ConfigureSettings.from_flags(source=str(real_tree.path), profile=profile,
+                                            build_dir=tmp_path / "build", arch=arch)
+    result = configure(settings)
     assert result.ledger.ok
     assert [e for e in result.ledger.entries if e.status == "fail"] == []
     assert result.ledger.crosscheck == {"ok": True, "differences": []}
@@ -48,8 +51,11 @@ def test_profile_meets_requirements_and_kernel_agrees(real_tree, profile, tmp_pa
     # and the kernel itself, run again on the written file, changes nothing
     before = result.config.read_text()
     subprocess.run(["make", "-s", "-C", str(real_tree.path), f"O={tmp_path / 'build'}",
-                    *Toolchain().make_vars(), "olddefconfig"], check=True, capture_output=True)
+                    *Toolchain.for_arch(settings.arch).make_vars(), "olddefconfig"], check=True, capture_output=True)
     assert read_values(result.config) == read_values_from_text(before, tmp_path)
+    assert values.get("ARM64" if arch == "arm64" else "X86_64") == "y"
+    cc = "aarch64-linux-gnu-gcc" if arch == "arm64" else "gcc"
+    assert values["CC_VERSION_TEXT"].startswith(f"\"{cc} ("), values["CC_VERSION_TEXT"]
 
 
 def read_values_from_text(text, tmp_path):

@@ -129,7 +129,8 @@ def test_entries_refuse_bad_crashkernel_and_legal_variants_pass(tmp_path):
 def test_rendered_entries_carry_release_and_crashkernel():
     e = entries()
     assert B.parse_keyed(B.bls_entry(e)) == [
-        ("title", e.title), ("version", "6.1.192-3.kdump"), ("linux", "/vmlinuz-6.1.192-3.kdump"),
+        ("title", e.title), ("version", "6.1.192-3.kdump"), ("architecture", "x64"),
+        ("linux", "/vmlinuz-6.1.192-3.kdump"),
         ("initrd", "/initramfs-6.1.192-3.kdump.img"), ("options", "$kernelopts crashkernel=256M")]
     stanza = B.parse_keyed(B.grub_conf(e))
     assert [k for k, _ in stanza] == ["title", "root", "kernel", "initrd"]
@@ -159,3 +160,14 @@ def test_keyed_check_catches_unknown_keys_and_wrong_values():
     twice = B.bls_entry(e).replace("crashkernel=256M", "crashkernel=256M crashkernel=1G")
     with pytest.raises(CheckFailed, match="exactly crashkernel=256M"):
         B._check_keyed("BLS entry", twice, B.BLS_KEYS, e, "options", ok)
+
+
+def test_arm64_entries_are_efi_only(tmp_path):
+    """arm64: the BLS entry names EFI's aa64 (loaders hide it elsewhere) and no legacy GRUB stanza is
+    written or checked; the GRUB 2 drop-in and menuentry are the same as on x86 and pass the real tools."""
+    from kbuild.core import arch
+    e = B.BootEntries.for_release("6.1.192-arm64.kdump", "256M", arch=arch.get("arm64"))
+    assert ("architecture", "aa64") in B.parse_keyed(B.bls_entry(e))
+    files = {p.relative_to(tmp_path / "boot").as_posix() for p in B.write(e, tmp_path / "boot")}
+    assert "grub.conf" not in files and "loader/entries/6.1.192-arm64.kdump.conf" in files
+    assert "no grub.conf" in B.validate(e, tmp_path / "check") and "architecture aa64" in B.validate(e, tmp_path / "c2")

@@ -73,7 +73,7 @@ def test_prstatus_notes_in_cpu_order():
              + _note(b"VMCOREINFO", 0, b"OSRELEASE=6.1.192-kdump\nBUILD-ID=ab\n"))
     dump = vmcore.DumpFile(None, 0, "elf", True)
     vmcore.parse_notes(notes, dump)
-    assert [(p.pid, hex(p.rip)) for p in dump.prstatus] == [(0, "0xffffffff8101be8e"), (48, "0xffffffff810b1d65")]
+    assert [(p.pid, hex(p.pc)) for p in dump.prstatus] == [(0, "0xffffffff8101be8e"), (48, "0xffffffff810b1d65")]
     assert dump.vmcoreinfo["OSRELEASE"] == "6.1.192-kdump"
 
 
