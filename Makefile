@@ -11,7 +11,7 @@ APT_PACKAGES := linux-source-6.1 linux-source-6.12 build-essential bc bison flex
 	libssl-dev dwarves cpio kmod rsync ccache xz-utils perl openssl python3-venv \
 	rpm dpkg-dev lintian rpmlint shellcheck grub-common \
 	qemu-system-x86 kexec-tools makedumpfile busybox-static e2fsprogs \
-	mmdebstrap crash
+	mmdebstrap crash distcc gcc-11
 
 .PHONY: setup apt venv run test unit integration e2e bench clean
 

@@ -1,0 +1,89 @@
+"""The minimal kernel built through a 2-host distcc farm (each daemon in its own network namespace,
+ccache off), one daemon killed halfway: the result must be the local build's, bit for bit.
+
+Exactly one farm build (the cold CI budget); the local reference is the session's default_build.
+"""
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from farm import NamespaceFarm
+
+REPO = Path(__file__).resolve().parent.parent.parent
+KILL_AFTER = 150   # jobs the second daemon completes before it is killed
+
+
+@pytest.fixture(scope="module")
+def farm_build(default_build, tmp_path_factory):
+    """Build through the farm; a watcher kills daemon 1 once its own log shows KILL_AFTER jobs."""
+    work = tmp_path_factory.mktemp("distcc-build")
+    with NamespaceFarm(2, slots=2) as farm:
+        victim, killed = farm.daemons[1], {}
+        stop = threading.Event()
+
+        def watch():
+            while not stop.is_set():
+                if victim.completed() >= KILL_AFTER:
+                    victim.kill()
+                    killed["at"] = victim.completed()
+                    return
+                time.sleep(0.2)
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        t = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "invoke", "build-kernel", "--no-ccache", "--distcc", farm.hosts,
+                               "--build-dir", str(work / "build")], cwd=REPO, capture_output=True, text=True,
+                              env={**os.environ, "KBUILD_DIST_DIR": str(work / "dist")})
+        seconds = time.monotonic() - t
+        stop.set()
+        watcher.join()
+        logs = [d.completed() for d in farm.daemons]
+        hosts = [d.spec for d in farm.daemons]
+    print(f"\nfarm build: {seconds:.0f}s, daemon jobs {logs}, killed at {killed.get('at')}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("manifest: "))
+    data = json.loads(Path(line.split(": ", 1)[1]).read_text())
+    return {"manifest": data, "stdout": proc.stdout, "daemon_jobs": logs, "hosts": hosts, "killed_at": killed.get("at"),
+            "leftovers": farm.leftovers(), "local": default_build}
+
+
+def test_same_build_id_as_the_local_build(farm_build):
+    assert farm_build["manifest"]["build"]["build_id"] == farm_build["local"].build_id
+
+
+def test_every_artifact_is_byte_identical(farm_build):
+    """bzImage, vmlinux, System.map, .config and every module: what packages are made of."""
+    farm = {a["name"]: a["sha256"] for a in farm_build["manifest"]["artifacts"]}
+    local = {a.name: a.sha256 for a in farm_build["local"].artifacts}
+    assert farm.keys() == local.keys()
+    assert [n for n in farm if farm[n] != local[n]] == []
+
+
+def test_each_host_ran_jobs_measured_from_the_logs(farm_build):
+    rec = farm_build["manifest"]["distcc"]
+    assert rec["engine"] == "distcc" and rec["hosts"] == farm_build["hosts"] and rec["refused"] == {}
+    per_host = rec["jobs_per_host"]
+    assert all(per_host[h] > 0 for h in farm_build["hosts"]), per_host
+    # the client's count agrees with the daemons' own logs: the live one exactly, the killed one
+    # at most (a job it finished as it died may never have reached the client)
+    live, dead = farm_build["hosts"]
+    assert per_host[live] == farm_build["daemon_jobs"][0]
+    assert KILL_AFTER <= per_host[dead] <= farm_build["daemon_jobs"][1]
+    assert farm_build["manifest"]["build"]["jobs"] == 4   # -j from the slots: 2 hosts x /2
+
+
+def test_the_killed_host_did_not_fail_the_build_and_fallbacks_are_counted(farm_build):
+    assert farm_build["killed_at"] is not None, "the second daemon never reached the kill point"
+    rec = farm_build["manifest"]["distcc"]
+    assert rec["fallbacks"] >= 1 and rec["local_jobs"] >= 1
+    assert f"fallbacks {rec['fallbacks']}" in farm_build["stdout"]
+
+
+def test_the_farm_left_nothing_behind(farm_build):
+    assert farm_build["leftovers"] == []
