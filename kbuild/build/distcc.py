@@ -20,6 +20,9 @@ from kbuild.core.errors import BadInput
 from kbuild.core.proc import run
 
 MASQUERADE_DIR = "/usr/lib/distcc"   # Debian's gcc -> distcc links: CC stays `gcc` when it leads PATH
+# distcc 3.4 runs `gcc` as `x86_64-linux-gnu-gcc`, here too: `$(CC) --version` then says so, Kbuild
+# sees a new CONFIG_CC_VERSION_TEXT, rewrites .config and the kernel changes. Keep the name.
+KEEP_NAME = {"DISTCC_NO_REWRITE_CROSS": "1"}
 PROBE_SECONDS = 30
 @dataclass(frozen=True)
 class Probe:
@@ -67,7 +70,7 @@ def _comment(obj: Path) -> str:
 def _client_env(work: Path, hosts: str, fallback: bool) -> dict[str, str]:
     (work / "distcc").mkdir(exist_ok=True)
     return {"DISTCC_HOSTS": hosts, "DISTCC_DIR": str(work / "distcc"), "DISTCC_LOG": str(work / "client.log"),
-            "DISTCC_FALLBACK": "1" if fallback else "0", "DISTCC_BACKOFF_PERIOD": "0"}
+            "DISTCC_FALLBACK": "1" if fallback else "0", "DISTCC_BACKOFF_PERIOD": "0", **KEEP_NAME}
 
 
 def _why_failed(log: str, host: Host) -> str:
@@ -138,7 +141,8 @@ def build_env(farm: Farm, state_dir: Path, ccache: bool) -> dict[str, str]:
     Without ccache, Debian's masquerade folder leads PATH, so CC is still plain `gcc`."""
     shutil.rmtree(state_dir, ignore_errors=True)   # a fresh backoff state and log for every build
     state_dir.mkdir(parents=True)
-    env = {"DISTCC_HOSTS": farm.spec, "DISTCC_DIR": str(state_dir), "DISTCC_LOG": str(state_dir / "client.log")}
+    env = {"DISTCC_HOSTS": farm.spec, "DISTCC_DIR": str(state_dir), "DISTCC_LOG": str(state_dir / "client.log"),
+           **KEEP_NAME}
     if ccache:
         env["CCACHE_PREFIX"] = "distcc"
     return env

@@ -46,7 +46,8 @@ CCACHE_SETTINGS = {"CCACHE_DEPEND": "1", "CCACHE_BASEDIR": "/", "CCACHE_NOHASHDI
 PREFIX_MAP_MARKER = "-DKBUILD_PREFIX_MAPPED_TO_DOT"
 NO_COLUMNS = "-gno-column-info"
 # distcc's settings decide where a job runs, never what it produces: not a build input
-ENGINE_ENV = ("PATH", "CCACHE_DISABLE", "CCACHE_PREFIX", "DISTCC_HOSTS", "DISTCC_DIR", "DISTCC_LOG")
+ENGINE_ENV = ("PATH", "CCACHE_DISABLE", "CCACHE_PREFIX", "DISTCC_HOSTS", "DISTCC_DIR", "DISTCC_LOG",
+              "DISTCC_NO_REWRITE_CROSS")
 KBUILD = Path(__file__).resolve().parents[1]
 
 

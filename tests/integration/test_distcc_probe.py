@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from farm import NamespaceFarm, other_compiler
+from tests.farm import NamespaceFarm, other_compiler
 from kbuild.build import distcc
 from kbuild.core.errors import BadInput
 

@@ -12,7 +12,7 @@ from kbuild.core.distcchosts import parse_hosts
 from kbuild.core.errors import BadInput
 from kbuild.core.settings import BuildSettings, ConfigureSettings
 
-from conftest import make_tree
+from tests.conftest import make_tree
 
 REPO = Path(__file__).resolve().parents[2]
 
