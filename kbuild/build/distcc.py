@@ -105,11 +105,14 @@ def probe_host(host: Host, cc: str, work: Path, local_obj: Path, local_comment: 
     return Probe(host, True, comment=comment)
 
 
-def check_farm(text: str, cc: str = "gcc") -> Farm:
-    """Probe every remote host; BadInput (exit 2) when none is usable. The refused stay in the record."""
+def check_farm(text: str, cc: str = "gcc", ccache: bool = False) -> Farm:
+    """Probe every remote host; BadInput (exit 2) when none is usable. The refused stay in the record.
+    ccache hands distcc the compiler's full path, which a host resolves without its PATH: probe that."""
     hosts, options = parse_hosts(text)
     if not shutil.which("distcc"):
         run(["distcc", "--version"])   # raises MissingTool naming the package
+    if ccache and shutil.which(cc):
+        cc = shutil.which(cc)
     with tempfile.TemporaryDirectory(prefix="kbuild-distcc-probe-") as tmp:
         work = Path(tmp)
         (work / "local").mkdir()

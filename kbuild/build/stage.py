@@ -97,6 +97,12 @@ def source_date_epoch(tree: KernelTree) -> int:
     return int(env) if env and env.isdigit() else int((tree.path / "Makefile").stat().st_mtime)
 
 
+def ccache_dir(wanted: bool) -> str | None:
+    """ccache's masquerade folder, if ccache is wanted and installed."""
+    ccdir = next((d for d in CCACHE_DIRS if os.path.isdir(d)), None)
+    return ccdir if wanted and ccdir and shutil.which("ccache") else None
+
+
 def build_env(tree: KernelTree, ccache: bool, masquerade: str | None = None) -> dict[str, str]:
     """`masquerade`: a folder of gcc -> distcc links that leads PATH when ccache does not."""
     epoch = source_date_epoch(tree)
@@ -108,8 +114,8 @@ def build_env(tree: KernelTree, ccache: bool, masquerade: str | None = None) -> 
         "KBUILD_BUILD_VERSION": "1",
         "LC_ALL": "C",
     }
-    ccdir = next((d for d in CCACHE_DIRS if os.path.isdir(d)), None)
-    if ccache and ccdir and shutil.which("ccache"):
+    ccdir = ccache_dir(ccache)
+    if ccdir:
         env["PATH"] = f"{ccdir}:{os.environ.get('PATH', '')}"
         env.update(CCACHE_SETTINGS)
     else:
@@ -258,7 +264,8 @@ def build_kernel(settings: BuildSettings, toolchain: Toolchain | None = None) ->
     tree = locate(settings.configure.source)
     rel, findings = plan_release(settings, tree)  # an unsafe release stops here, before any work
     tools.require("build")
-    farm = distcc.check_farm(settings.distcc, toolchain.tool("cc")) if settings.distcc else None  # before any work
+    farm = distcc.check_farm(settings.distcc, toolchain.tool("cc"), ccache_dir(settings.ccache) is not None) \
+        if settings.distcc else None  # probed before any work
     build_dir = (settings.configure.build_dir or settings.configure.default_build_dir(tree.name)).resolve()
     with lock.exclusive(build_dir, "build-kernel", settings.wait):
         out = _build(settings, toolchain, tree, rel, findings, build_dir, t0, farm)

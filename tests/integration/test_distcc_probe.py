@@ -59,11 +59,19 @@ def test_an_unreachable_host_is_reported_with_its_address(hosts):
 def test_no_usable_host_is_exit_2_before_anything_is_built(hosts, tmp_path):
     with pytest.raises(BadInput, match="no usable distcc host"):
         distcc.check_farm(f"{hosts['other']} {hosts['dead']}")
-    proc = subprocess.run([sys.executable, "-m", "invoke", "build-kernel", "--distcc", f"{hosts['other']} {hosts['dead']}",
-                           "--build-dir", str(tmp_path / "b")], cwd=REPO, capture_output=True, text=True)
+    # --no-ccache: the build would send plain `gcc`, which this host's PATH turns into gcc-11
+    # (with ccache, distcc gets /usr/bin/gcc, the same compiler there, and the probe says so)
+    proc = subprocess.run([sys.executable, "-m", "invoke", "build-kernel", "--no-ccache", "--distcc",
+                           f"{hosts['other']} {hosts['dead']}", "--build-dir", str(tmp_path / "b")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert "11.3.0" in proc.stderr and hosts["dead_addr"] in proc.stderr
     assert not (tmp_path / "b").exists()     # refused before configure wrote anything
+
+
+def test_with_ccache_the_probe_sends_what_ccache_sends(hosts):
+    """ccache runs `distcc /usr/bin/gcc`: the host runs that path, not its PATH's gcc-11."""
+    assert distcc.check_farm(hosts["other"], ccache=True).refused == ()
 
 
 def test_the_farms_slots_give_the_jobs(hosts):
