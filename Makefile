@@ -51,7 +51,7 @@ integration: setup
 e2e: setup
 	$(BIN)/python -m pytest tests/e2e
 
-# bench/build takes four full kernel builds (~30 min); run it on its own.
+# bench/build takes four full kernel builds (~30 min), bench/distcc two (~8 min, root); run them on their own.
 bench: setup
 	$(BIN)/python bench/configure
 	$(BIN)/python bench/crash_test
