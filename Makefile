@@ -11,7 +11,7 @@ APT_PACKAGES := linux-source-6.1 linux-source-6.12 build-essential bc bison flex
 	libssl-dev dwarves cpio kmod rsync ccache xz-utils perl openssl python3-venv \
 	rpm dpkg-dev lintian rpmlint shellcheck grub-common \
 	qemu-system-x86 qemu-system-arm kexec-tools makedumpfile busybox-static e2fsprogs \
-	mmdebstrap crash gcc-aarch64-linux-gnu
+	mmdebstrap crash gcc-aarch64-linux-gnu distcc gcc-11
 
 .PHONY: setup multiarch apt venv capture-debs run test unit integration e2e bench clean
 
@@ -63,7 +63,8 @@ integration: setup
 e2e: setup
 	$(BIN)/python -m pytest tests/e2e
 
-# bench/build takes four full kernel builds (~30 min), bench/cross_build two (~15 min); run them on their own.
+# bench/build takes six full kernel builds (~25 min), bench/cross_build two (~15 min), bench/distcc two
+# (~8 min, root); run them on their own.
 bench: setup
 	$(BIN)/python bench/configure
 	$(BIN)/python bench/crash_test

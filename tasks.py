@@ -122,21 +122,29 @@ def release_check(c, release, other=None, json=False):
     "allow_unsafe_release": "build a release the linter flags, and record the findings in the manifest",
     "no_wait": "if another run is building in the same folder, exit 1 at once instead of waiting for it",
     "arch": ARCH_HELP + "; cross-compiled unless it is the host's",
+    "distcc": "compile on these distcc hosts, distcc's syntax, e.g. '10.0.0.2/8,lzo 10.0.0.3/8' (default: "
+              "kbuild.distcc, then DISTCC_HOSTS); each host is probed first and -j follows their slots",
 })
 @guarded
 @configured
 def build_kernel(c, source=None, profile=None, base_config=None, fragment=None, build_dir=None,
                  localversion=None, build_number=None, jobs=None, no_ccache=False, allow_unsafe_release=False,
-                 no_wait=False, arch=None):
+                 no_wait=False, arch=None, distcc=None):
     """Configure, compile out of tree, verify the result, and write dist/<release>/manifest.json."""
     settings = BuildSettings.from_flags(
         ConfigureSettings.from_flags(source, profile, base_config, fragment, build_dir, arch=arch),
         localversion, build_number, jobs, not no_ccache, allow_unsafe_release,
-        wait=not no_wait, origins=defaults.filled())
+        wait=not no_wait, origins=defaults.filled(), distcc=distcc)
     outcome = build_mod.build_kernel(settings)
+    for w in outcome.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     m = outcome.manifest
     state = "up to date" if outcome.up_to_date else f"built in {outcome.seconds:.0f}s"
     print(f"{m.release.release}: {state}; build-id {m.build_id}")
+    farm = m.record.get("distcc")
+    if farm and not outcome.up_to_date:
+        jobs = ", ".join(f"{h} {n}" for h, n in farm["jobs_per_host"].items())
+        print(f"distcc: jobs per host: {jobs}; local {farm['local_jobs']}, fallbacks {farm['fallbacks']}")
     print(f"manifest: {m.path}")
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import formatdate
 from pathlib import Path
 
+from kbuild.build import distcc
 from kbuild.build import release as relmod
 from kbuild.build import verify
 from kbuild.build import progress as progress_mod
@@ -45,6 +47,10 @@ CCACHE_DIRS = ("/usr/lib/ccache",)
 CCACHE_SETTINGS = {"CCACHE_DEPEND": "1", "CCACHE_BASEDIR": "/", "CCACHE_NOHASHDIR": "1", "CCACHE_INODECACHE": "1",
                    "CCACHE_IGNOREOPTIONS": "-ffile-prefix-map=* -Wa,--debug-prefix-map=*"}
 PREFIX_MAP_MARKER = "-DKBUILD_PREFIX_MAPPED_TO_DOT"
+NO_COLUMNS = "-gno-column-info"
+# distcc's settings decide where a job runs, never what it produces: not a build input
+ENGINE_ENV = ("PATH", "CCACHE_DISABLE", "CCACHE_PREFIX", "DISTCC_HOSTS", "DISTCC_DIR", "DISTCC_LOG",
+              "DISTCC_NO_REWRITE_CROSS")
 KBUILD = Path(__file__).resolve().parents[1]
 
 
@@ -59,6 +65,8 @@ class BuildContext:
     toolchain: Toolchain
     env: dict[str, str]
     log: Path
+    jobs: int = 0
+    farm: distcc.Farm | None = None
 
     @property
     def arch(self) -> Arch:
@@ -66,6 +74,10 @@ class BuildContext:
 
     def make(self, *targets: str, jobs: int | None = None) -> list[str]:
         return make_cmd(self.tree, self.build_dir, self.toolchain, self.rel, *targets, jobs=jobs)
+
+    @property
+    def distcc_log(self) -> Path:
+        return self.build_dir / "distcc" / "client.log"
 
     def run_make(self, *targets: str, **kw):
         return run(self.make(*targets), env=self.env, log=self.log, **kw)
@@ -76,6 +88,7 @@ class BuildOutcome:
     manifest: Manifest
     up_to_date: bool      # nothing changed: the recorded build was reused without running make
     seconds: float
+    warnings: tuple[str, ...] = ()   # e.g. distcc hosts refused by the probe
 
 
 def plan_release(settings: BuildSettings, tree: KernelTree) -> tuple[relmod.KernelRelease, list]:
@@ -91,7 +104,14 @@ def source_date_epoch(tree: KernelTree) -> int:
     return int(env) if env and env.isdigit() else int((tree.path / "Makefile").stat().st_mtime)
 
 
-def build_env(tree: KernelTree, ccache: bool) -> dict[str, str]:
+def ccache_dir(wanted: bool) -> str | None:
+    """ccache's masquerade folder, if ccache is wanted and installed."""
+    ccdir = next((d for d in CCACHE_DIRS if os.path.isdir(d)), None)
+    return ccdir if wanted and ccdir and shutil.which("ccache") else None
+
+
+def build_env(tree: KernelTree, ccache: bool, masquerade: str | None = None) -> dict[str, str]:
+    """`masquerade`: a folder of gcc -> distcc links that leads PATH when ccache does not."""
     epoch = source_date_epoch(tree)
     env = {
         "SOURCE_DATE_EPOCH": str(epoch),
@@ -101,23 +121,27 @@ def build_env(tree: KernelTree, ccache: bool) -> dict[str, str]:
         "KBUILD_BUILD_VERSION": "1",
         "LC_ALL": "C",
     }
-    ccdir = next((d for d in CCACHE_DIRS if os.path.isdir(d)), None)
-    if ccache and ccdir and shutil.which("ccache"):
+    ccdir = ccache_dir(ccache)
+    if ccdir:
         env["PATH"] = f"{ccdir}:{os.environ.get('PATH', '')}"
         env.update(CCACHE_SETTINGS)
     else:
         env["CCACHE_DISABLE"] = "1"
+        if masquerade:
+            env["PATH"] = f"{masquerade}:{os.environ.get('PATH', '')}"
     return env
 
 
 def make_cmd(tree: KernelTree, build_dir: Path, toolchain: Toolchain, rel: relmod.KernelRelease,
              *targets: str, jobs: int | None = None) -> list[str]:
-    # no trailing slash: DW_AT_comp_dir is the build folder itself and must be mapped too
+    # no trailing slash: DW_AT_comp_dir is the build folder itself and must be mapped too.
+    # No DWARF columns: distcc compiles preprocessed text, where a macro's expansion moves every
+    # later token on its line, so columns (and the build-id) would depend on the engine.
     maps = f"-ffile-prefix-map={tree.path}=. -ffile-prefix-map={build_dir}=. {PREFIX_MAP_MARKER}"
     # gcc does not hand its maps to `as`, whose DWARF for .S files records the build folder
     as_maps = f"-Wa,--debug-prefix-map={tree.path}=. -Wa,--debug-prefix-map={build_dir}=."
     cmd = ["make", "-C", str(tree.path), f"O={build_dir}", *toolchain.make_vars(),
-           f"LOCALVERSION={rel.localversion}", f"KCFLAGS={maps}", f"KAFLAGS={maps} {as_maps}"]
+           f"LOCALVERSION={rel.localversion}", f"KCFLAGS={maps} {NO_COLUMNS}", f"KAFLAGS={maps} {as_maps}"]
     if jobs:
         cmd.append(f"-j{jobs}")
     return cmd + list(targets)
@@ -145,7 +169,7 @@ def compile_kernel(ctx: BuildContext, modules: bool, config_key: str) -> float:
     progress = Progress(expected, why)
     t = time.monotonic()
     try:
-        run(ctx.make(*targets, jobs=ctx.settings.jobs), env=ctx.env, log=ctx.log,
+        run(ctx.make(*targets, jobs=ctx.jobs or ctx.settings.jobs), env=ctx.env, log=ctx.log,
             on_line=progress.line, keep_output=False)
     except CommandFailed as e:
         progress.finish()
@@ -224,6 +248,8 @@ def reproducer(settings: BuildSettings, tree: KernelTree) -> str:
         parts += ["--build-number", str(settings.build_number)]
     if not settings.ccache:
         parts.append("--no-ccache")
+    if settings.distcc:
+        parts += ["--distcc", shlex.quote(settings.distcc)]
     if settings.allow_unsafe_release:
         parts.append("--allow-unsafe-release")
     return " ".join(parts)
@@ -259,21 +285,28 @@ def build_kernel(settings: BuildSettings, toolchain: Toolchain | None = None) ->
     tree = locate(settings.configure.source)
     rel, findings = plan_release(settings, tree)  # an unsafe release stops here, before any work
     tools.require("build", arch=settings.configure.arch.name)
+    farm = distcc.check_farm(settings.distcc, toolchain.tool("cc"), ccache_dir(settings.ccache) is not None) \
+        if settings.distcc else None  # probed before any work
     build_dir = (settings.configure.build_dir or settings.configure.default_build_dir(tree.name)).resolve()
     with lock.exclusive(build_dir, "build-kernel", settings.wait):
-        return _build(settings, toolchain, tree, rel, findings, build_dir, t0)
+        out = _build(settings, toolchain, tree, rel, findings, build_dir, t0, farm)
+    return replace(out, warnings=tuple(p.why for p in farm.refused)) if farm else out
 
 
 def _build(settings: BuildSettings, toolchain: Toolchain, tree: KernelTree, rel: relmod.KernelRelease,
-           findings: list, build_dir: Path, t0: float) -> BuildOutcome:
+           findings: list, build_dir: Path, t0: float, farm: distcc.Farm | None = None) -> BuildOutcome:
     conf = configure(settings.configure.with_policy(build_dir, write_release_fragment(build_dir)), toolchain)
     timings = {"configure": round(time.monotonic() - t0, 3)}
     config = build_dir / ".config"
-    ctx = BuildContext(settings, tree, build_dir, rel, toolchain, build_env(tree, settings.ccache),
-                       build_dir / "build.log")
+    env = build_env(tree, settings.ccache, distcc.MASQUERADE_DIR if farm else None)
+    jobs = settings.jobs
+    if farm:
+        env.update(distcc.build_env(farm, build_dir / "distcc", settings.ccache))
+        jobs = settings.jobs or distcc.slots(farm, env)
+    ctx = BuildContext(settings, tree, build_dir, rel, toolchain, env, build_dir / "build.log", jobs, farm)
     modules = read_values(config).get("MODULES") == "y"
     inputs = digest([config_digest(config), conf.ledger.to_dict(), rel, sorted(
-        (k, v) for k, v in ctx.env.items() if k not in ("PATH", "CCACHE_DISABLE")), toolchain.fingerprint(),
+        (k, v) for k, v in ctx.env.items() if k not in ENGINE_ENV), toolchain.fingerprint(),
         str(tree.path), tree.tarball_sha256, code_digest(), findings])
     mpath = mf.path_for(settings.dist, rel.release)
     # Only a tarball tree is immutable (its sha256 is in `inputs`); in a directory tree an
@@ -333,10 +366,12 @@ def manifest_record(ctx: BuildContext, ledger: dict, inputs: str, findings: list
         "config": fileinfo(config),
         "toolchain": {"arch": ctx.toolchain.arch, "cross_compile": ctx.toolchain.cross_compile,
                       **_tool_versions(ctx.env, ctx.toolchain)},
-        "build": {"dir": str(ctx.build_dir), "jobs": settings.jobs, "modules": modules, "build_id": v.build_id,
+        "build": {"dir": str(ctx.build_dir), "jobs": ctx.jobs or settings.jobs, "modules": modules, "build_id": v.build_id,
                   "image_version": v.header, "log": str(ctx.log),
                   "env": {k: val for k, val in ctx.env.items() if k != "PATH"}},
         "artifacts": [{"name": n, "path": str(p), "sha256": sha256(p), "size": p.stat().st_size} for n, p in arts],
+        "distcc": {**ctx.farm.record(), **distcc.count_jobs(ctx.distcc_log, ctx.farm).record(),
+                   "log": str(ctx.distcc_log)} if ctx.farm else None,
         "timings": timings,
         "reproducer": reproducer(settings, tree),
         "settings_from": dict(settings.origins),   # flags whose value came from an invoke config file

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from kbuild.core import arch as archmod
 from kbuild.core import config
+from kbuild.core.distcchosts import parse_hosts
 from kbuild.core.errors import BadInput
 from kbuild.core.paths import CONFIGS, dist_root
 
@@ -157,21 +158,28 @@ class BuildSettings:
     configure: ConfigureSettings
     localversion: str = "kdump"
     build_number: int | None = None
-    jobs: int = 0  # 0: one per CPU
+    jobs: int = 0  # 0: one per CPU, or with distcc the farm's slots
     ccache: bool = True
     allow_unsafe_release: bool = False
     dist: Path = field(default_factory=dist_root)
     wait: bool = True                                          # for another run in the same build folder
     origins: dict[str, str] = field(default_factory=dict)      # flag -> the config file it came from
+    distcc: str | None = None                                  # distcc hosts (distcc's syntax), checked
 
     @classmethod
     def from_flags(cls, configure: ConfigureSettings, localversion=None, build_number=None, jobs=None,
                    ccache=True, allow_unsafe_release=False, dist=None, wait=True,
-                   origins=None) -> "BuildSettings":
+                   origins=None, distcc=None) -> "BuildSettings":
         jobs = as_int(jobs, "--jobs", 1)
+        origins = dict(origins or {})
+        if distcc is None and os.environ.get("DISTCC_HOSTS", "").strip():  # flag, then invoke config, then this
+            distcc, origins["distcc"] = os.environ["DISTCC_HOSTS"], "environment DISTCC_HOSTS"
+        if distcc is not None:
+            distcc = " ".join(distcc.split()) if isinstance(distcc, str) else distcc
+            parse_hosts(distcc, "--distcc" if "distcc" not in origins else f"distcc ({origins['distcc']})")
         build_number = as_int(build_number, "--build-number", 0)
         dist = dist or dist_root()  # KBUILD_DIST_DIR: benchmarks, tests
         localversion = localversion if localversion is not None else configure.arch.localversion
         return cls(configure, localversion, build_number,
-                   jobs or (os.cpu_count() or 1), ccache, allow_unsafe_release, Path(dist), wait,
-                   dict(origins or {}))
+                   jobs or (0 if distcc else os.cpu_count() or 1), ccache, allow_unsafe_release, Path(dist),
+                   wait, origins, distcc)

@@ -66,7 +66,7 @@ def test_make_command_carries_release_and_prefix_maps(tmp_path):
     cmd = build.make_cmd(tree, tmp_path / "b", Toolchain(), rel, "bzImage", jobs=2)
     assert "LOCALVERSION=-3.kdump" in cmd and "-j2" in cmd and cmd[-1] == "bzImage"
     assert f"KCFLAGS=-ffile-prefix-map={tree.path}=. -ffile-prefix-map={tmp_path / 'b'}=. " \
-        f"{build.PREFIX_MAP_MARKER}" in cmd
+        f"{build.PREFIX_MAP_MARKER} {build.NO_COLUMNS}" in cmd
 
 
 def test_ccache_runs_in_depend_mode_and_keeps_the_folder_out_of_the_hash(tmp_path, monkeypatch):
