@@ -17,6 +17,7 @@ from pathlib import Path
 
 from kbuild.build import distcc
 from kbuild.build import release as relmod
+from kbuild.build import ccache as ccache_mod
 from kbuild.build import verify
 from kbuild.build import progress as progress_mod
 from kbuild.build.progress import Progress
@@ -34,18 +35,6 @@ from kbuild.core.settings import BuildSettings
 from kbuild.core.source import KernelTree, locate
 from kbuild.core.toolchain import Toolchain
 
-CCACHE_DIRS = ("/usr/lib/ccache",)
-# ccache without its cold cost, and with hits that survive a new build folder:
-# - depend mode stores a result without running the preprocessor a second time (the kernel's
-#   -Wp,-MMD gives ccache the dependency list), so a cold cache costs about what no cache does;
-# - base_dir / makes absolute paths in the command line relative to the build folder, and the
-#   folder itself stays out of the hash (our prefix maps keep it out of the objects too);
-# - our prefix maps name the folders but always map them to ".", so they leave the hash; the
-#   -D marker keeps these objects apart from any build without the maps in the same cache;
-# - the inode cache keeps each header's hash by inode and mtime: a kernel object names ~300
-#   headers, and without it every lookup and every store hashes all of them again.
-CCACHE_SETTINGS = {"CCACHE_DEPEND": "1", "CCACHE_BASEDIR": "/", "CCACHE_NOHASHDIR": "1", "CCACHE_INODECACHE": "1",
-                   "CCACHE_IGNOREOPTIONS": "-ffile-prefix-map=* -Wa,--debug-prefix-map=*"}
 PREFIX_MAP_MARKER = "-DKBUILD_PREFIX_MAPPED_TO_DOT"
 NO_COLUMNS = "-gno-column-info"
 # distcc's settings decide where a job runs, never what it produces: not a build input
@@ -105,9 +94,9 @@ def source_date_epoch(tree: KernelTree) -> int:
 
 
 def ccache_dir(wanted: bool) -> str | None:
-    """ccache's masquerade folder, if ccache is wanted and installed."""
-    ccdir = next((d for d in CCACHE_DIRS if os.path.isdir(d)), None)
-    return ccdir if wanted and ccdir and shutil.which("ccache") else None
+    """The folder of ccache's compiler wrappers, if ccache is wanted and installed."""
+    folder = ccache_mod.wrappers() if wanted else None
+    return str(folder) if folder else None
 
 
 def build_env(tree: KernelTree, ccache: bool, masquerade: str | None = None) -> dict[str, str]:
@@ -124,7 +113,7 @@ def build_env(tree: KernelTree, ccache: bool, masquerade: str | None = None) -> 
     ccdir = ccache_dir(ccache)
     if ccdir:
         env["PATH"] = f"{ccdir}:{os.environ.get('PATH', '')}"
-        env.update(CCACHE_SETTINGS)
+        env.update(ccache_mod.SETTINGS)
     else:
         env["CCACHE_DISABLE"] = "1"
         if masquerade:
@@ -205,6 +194,8 @@ def verify_build(ctx: BuildContext, modules: bool) -> Verified:
     image = ctx.build_dir / ctx.arch.image
     vmlinux = ctx.build_dir / "vmlinux"
     header = verify.check_image_release(ctx.arch.release_from, image, vmlinux, ctx.rel.release)
+    if ctx.arch.release_from == "setup-header":
+        verify.check_bzimage_payload(image, image.parent / "compressed")
     verify.check_debug_info(vmlinux)
     build_id = verify.elf_build_id(vmlinux)
     cfg = check_config(ctx.build_dir / ".config", ctx.tree, ctx.toolchain)

@@ -83,6 +83,23 @@ def check_banner_release(vmlinux: Path, image: Path, release: str) -> str:
     return text
 
 
+def check_bzimage_payload(bzimage: Path, compressed_dir: Path) -> None:
+    """The kernel a bzImage boots is the one built beside it: its payload (setup header fields
+    payload_offset/payload_length, boot protocol 2.08+) equals compressed/vmlinux.bin.<method>.
+    A cache that cannot see piggy.S's `.incbin` would otherwise ship another build's kernel."""
+    data = bzimage.read_bytes()
+    setup_sects = data[0x1F1] or 4
+    offset, length = struct.unpack_from("<II", data, 0x248)
+    start = (setup_sects + 1) * 512 + offset
+    payload = data[start:start + length]
+    built = [p for p in sorted(compressed_dir.glob("vmlinux.bin.*")) if p.suffix != ".cmd"]
+    if not built:
+        raise CheckFailed(f"{compressed_dir}: no vmlinux.bin.<compression> to compare the bzImage's payload with")
+    if not any(p.stat().st_size == length and p.read_bytes() == payload for p in built):
+        raise CheckFailed(f"{bzimage}: its compressed kernel is not {built[0].name} of this build (a stale "
+                          f"piggy.o?); rebuild with --no-ccache once, and report it")
+
+
 def check_image_release(how: str, image: Path, vmlinux: Path, release: str) -> str:
     """The release the built image reports, read the arch's way (configs/arches.toml `release_from`)."""
     if how == "setup-header":
