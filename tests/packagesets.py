@@ -1,8 +1,11 @@
 """The six package names one `invoke package` run must publish for a manifest, per architecture."""
 import os
+import shutil
 import tempfile
+from pathlib import Path
 
 from kbuild.core import arch
+from kbuild.core.manifest import Manifest
 
 
 def expected_names(data: dict) -> list[str]:
@@ -35,3 +38,11 @@ def assert_reproducible(package_into, tmp_path) -> None:
         assert a.name == b.name and a.read_bytes() == b.read_bytes(), a.name
     for a, b in zip(first.boot, second.boot):
         assert a.read_bytes() == b.read_bytes()
+
+
+def fresh_dist(manifest: Path, where: Path) -> Manifest:
+    """A new dist/<release>/ holding only a copy of `manifest` (the artifacts stay where they are)."""
+    out = where / "dist" / manifest.parent.name / "manifest.json"
+    out.parent.mkdir(parents=True)
+    shutil.copyfile(manifest, out)
+    return Manifest.read(out)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from kbuild.package import stage as P
+from tests import packagesets
 from tests.farm import NamespaceFarm
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -92,6 +94,15 @@ def test_bzimage_is_byte_identical(farm_build, tmp_path):
     embedded, beside = compressed_kernel(Path(farm_build["manifest"]["build"]["dir"]), tmp_path / "farm.bin")
     assert embedded == beside
     assert farm["bzImage"] == local["bzImage"]
+
+
+def test_packages_are_byte_identical_to_the_local_builds(farm_build, tmp_path):
+    """What ships: the DEB and RPM sets of the farm build and of the local one, byte for byte."""
+    farm_manifest = Path(farm_build["stdout"].split("manifest: ", 1)[1].splitlines()[0])
+    sets = [P.package(packagesets.fresh_dist(m, tmp_path / name), {"deb", "rpm"}, checks=False)
+            for name, m in (("farm", farm_manifest), ("local", farm_build["local"].path))]
+    assert [p.name for p in sets[0].packages] == [p.name for p in sets[1].packages] and len(sets[0].packages) == 6
+    assert [p.name for a, p in zip(sets[0].packages, sets[1].packages) if a.read_bytes() != p.read_bytes()] == []
 
 
 def test_each_host_ran_jobs_measured_from_the_logs(farm_build):
