@@ -28,7 +28,7 @@ from kbuild.core.arch import DEFAULT as DEFAULT_ARCH, Arch
 from kbuild.core import manifest as mf
 from kbuild.core.errors import BadInput, CheckFailed, CommandFailed
 from kbuild.core.hashing import digest, file_sha256 as sha256, tree_digest
-from kbuild.core.kconfigfile import read_values
+from kbuild.core.kconfigfile import parse_values, read_values
 from kbuild.core.manifest import Manifest
 from kbuild.core.proc import run
 from kbuild.core.settings import BuildSettings
@@ -156,6 +156,8 @@ def compile_kernel(ctx: BuildContext, modules: bool, config_key: str) -> float:
     expected, why = progress_mod.expected_objects(ctx.build_dir, config_key)
     from_empty = why != "incremental build, make decides what to redo"
     progress = Progress(expected, why)
+    config = ctx.build_dir / ".config"
+    configured = config.read_text()
     t = time.monotonic()
     try:
         run(ctx.make(*targets, jobs=ctx.jobs or ctx.settings.jobs), env=ctx.env, log=ctx.log,
@@ -164,9 +166,23 @@ def compile_kernel(ctx: BuildContext, modules: bool, config_key: str) -> float:
         progress.finish()
         raise CheckFailed(f"compile failed; first errors:\n{first_errors(e.tail)}\nfull log: {ctx.log}") from None
     progress.finish()
+    keep_configured(config, configured)
     if from_empty:   # a full build: the count an ETA for this configuration can trust next time
         progress_mod.record_objects(config_key, progress.done)
     return time.monotonic() - t
+
+
+def keep_configured(config: Path, configured: str) -> None:
+    """Kbuild's syncconfig rewrites .config in its own words (header, comments) when the
+    environment it recorded in a reused folder changed. The values must not change; the text
+    goes back to ours, so the shipped config file depends on the inputs, not the folder's past."""
+    now = config.read_text()
+    if now == configured:
+        return
+    if parse_values(now) != parse_values(configured):
+        raise CheckFailed(f"{config}: Kbuild changed configuration values during the build; run "
+                          "`invoke configure` with this folder and compare, or build in a new folder")
+    fs.write_atomic(config, configured)
 
 
 def install_modules(ctx: BuildContext) -> Path:

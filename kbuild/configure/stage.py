@@ -83,7 +83,8 @@ def _reuse(stamp: Path, config: Path, inputs: str | None) -> RequirementLedger |
         return None
     try:
         data = json.loads(stamp.read_text())
-        if data["inputs"] == inputs and data["config_values"] == config_digest(config):
+        ours = HEADER_MARK in config.read_text()[:200]   # not rewritten in Kbuild's own words
+        if ours and data["inputs"] == inputs and data["config_values"] == config_digest(config):
             return RequirementLedger.from_dict(data["ledger"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
@@ -228,10 +229,13 @@ def ledger_for(kconf: kconfiglib.Kconfig, reqs: requirements.Requirements, reque
     return ledger, explanations
 
 
+HEADER_MARK = "written by kbuild (kconfiglib)"
+
+
 def _write_config(kconf: kconfiglib.Kconfig, path: Path, tree: KernelTree) -> None:
     with fs.atomic_path(path) as tmp:
         kconf.write_config(str(tmp), header=f"#\n# Linux {tree.version} Kernel Configuration, "
-                                          "written by kbuild (kconfiglib)\n#\n", save_old=False)
+                                          f"{HEADER_MARK}\n#\n", save_old=False)
 
 
 def configure(settings: ConfigureSettings, toolchain: Toolchain | None = None) -> ConfigureResult:

@@ -163,3 +163,15 @@ def test_code_hash_covers_every_module_a_stage_imports(module, folders):
                          capture_output=True, text=True, check=True, cwd=build.Path(build.__file__).parents[2])
     imported = {m.split(".")[1] for m in out.stdout.split() if m.startswith("kbuild.") and m.count(".") >= 1}
     assert imported and imported <= set(folders), imported - set(folders)
+
+
+def test_a_config_kbuild_rewrote_in_its_own_words_goes_back_to_ours(tmp_path):
+    """Same values, other header (syncconfig in a reused folder): the shipped text stays ours."""
+    ours = "#\n# Linux 6.1.192 Kernel Configuration, written by kbuild (kconfiglib)\n#\nCONFIG_A=y\nCONFIG_B=\"x\"\n"
+    config = tmp_path / ".config"
+    config.write_text("#\n# Automatically generated file; DO NOT EDIT.\n#\nCONFIG_B=\"x\"\nCONFIG_A=y\n")
+    build.keep_configured(config, ours)
+    assert config.read_text() == ours
+    config.write_text("CONFIG_A=m\nCONFIG_B=\"x\"\n")
+    with pytest.raises(CheckFailed, match="Kbuild changed configuration values"):
+        build.keep_configured(config, ours)
