@@ -292,7 +292,7 @@ def build_kernel(settings: BuildSettings, toolchain: Toolchain | None = None) ->
     tree = locate(settings.configure.source)
     rel, findings = plan_release(settings, tree)  # an unsafe release stops here, before any work
     tools.require("build", arch=settings.configure.arch.name)
-    farm = distcc.check_farm(settings.distcc, toolchain.tool("cc"), ccache_dir(settings.ccache) is not None) \
+    farm = distcc.check_farm(settings.distcc, toolchain.tool("cc"), settings.ccache and ccache_mod.available()) \
         if settings.distcc else None  # probed before any work
     build_dir = (settings.configure.build_dir or settings.configure.default_build_dir(tree.name)).resolve()
     with lock.exclusive(build_dir, "build-kernel", settings.wait):
