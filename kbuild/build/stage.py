@@ -93,12 +93,6 @@ def source_date_epoch(tree: KernelTree) -> int:
     return int(env) if env and env.isdigit() else int((tree.path / "Makefile").stat().st_mtime)
 
 
-def ccache_dir(wanted: bool) -> str | None:
-    """The folder of ccache's compiler wrappers, if ccache is wanted and installed."""
-    folder = ccache_mod.wrappers() if wanted else None
-    return str(folder) if folder else None
-
-
 def build_env(tree: KernelTree, ccache: bool, masquerade: str | None = None) -> dict[str, str]:
     """`masquerade`: a folder of gcc -> distcc links that leads PATH when ccache does not."""
     epoch = source_date_epoch(tree)
@@ -110,7 +104,7 @@ def build_env(tree: KernelTree, ccache: bool, masquerade: str | None = None) -> 
         "KBUILD_BUILD_VERSION": "1",
         "LC_ALL": "C",
     }
-    ccdir = ccache_dir(ccache)
+    ccdir = ccache_mod.path_head() if ccache else None
     if ccdir:
         env["PATH"] = f"{ccdir}:{os.environ.get('PATH', '')}"
         env.update(ccache_mod.SETTINGS)
@@ -129,7 +123,7 @@ def make_cmd(tree: KernelTree, build_dir: Path, toolchain: Toolchain, rel: relmo
     maps = f"-ffile-prefix-map={tree.path}=. -ffile-prefix-map={build_dir}=. {PREFIX_MAP_MARKER}"
     # gcc does not hand its maps to `as`, whose DWARF for .S files records the build folder
     as_maps = f"-Wa,--debug-prefix-map={tree.path}=. -Wa,--debug-prefix-map={build_dir}=."
-    cmd = ["make", "-C", str(tree.path), f"O={build_dir}", *toolchain.make_vars(),
+    cmd = ["make", "-C", str(tree.path), f"O={build_dir}", *toolchain.make_vars(), *ccache_mod.policy().make_args(),
            f"LOCALVERSION={rel.localversion}", f"KCFLAGS={maps} {NO_COLUMNS}", f"KAFLAGS={maps} {as_maps}"]
     if jobs:
         cmd.append(f"-j{jobs}")
@@ -212,6 +206,8 @@ def verify_build(ctx: BuildContext, modules: bool) -> Verified:
     header = verify.check_image_release(ctx.arch.release_from, image, vmlinux, ctx.rel.release)
     if ctx.arch.release_from == "setup-header":
         verify.check_bzimage_payload(image, image.parent / "compressed")
+    if "CCACHE_DISABLE" not in ctx.env:
+        ccache_mod.check_uncached(ctx.build_dir)
     verify.check_debug_info(vmlinux)
     build_id = verify.elf_build_id(vmlinux)
     cfg = check_config(ctx.build_dir / ".config", ctx.tree, ctx.toolchain)

@@ -303,9 +303,12 @@ def test_any_text_in_any_boot_setting(data, key, tmp_path_factory, payload):
 @pytest.fixture(scope="module")
 def built_manifest(request) -> Path:
     """The newest built kernel's manifest (KBUILD_DIST_DIR, else dist/), packaged without a
-    rebuild; else the session's default build where tests/conftest.py offers one."""
+    rebuild, if its artifacts are still the ones it records (a later build of the same folder,
+    under another release, replaces them); else the session's default build."""
     try:
-        return Manifest.find().path
+        found = Manifest.find()
+        if found.intact():
+            return found.path
     except BadInput:
         pass
     try:
