@@ -147,9 +147,9 @@ def first_errors(log_tail: str, limit: int = 8) -> str:
 def compile_kernel(ctx: BuildContext, modules: bool, config_key: str) -> float:
     """`make <image> [modules]` with a progress bar; on failure, the first error lines and the log."""
     targets = [ctx.arch.image_target] + (["modules"] if modules else [])
-    expected, why = progress_mod.expected_objects(ctx.build_dir, config_key)
+    expected, tail, why = progress_mod.expected_work(ctx.build_dir, config_key)
     from_empty = why != "incremental build, make decides what to redo"
-    progress = Progress(expected, why)
+    progress = Progress(expected, why, tail)
     config = ctx.build_dir / ".config"
     configured = config.read_text()
     t = time.monotonic()
@@ -162,7 +162,7 @@ def compile_kernel(ctx: BuildContext, modules: bool, config_key: str) -> float:
     progress.finish()
     keep_configured(config, configured)
     if from_empty:   # a full build: the count an ETA for this configuration can trust next time
-        progress_mod.record_objects(config_key, progress.done)
+        progress_mod.record_objects(config_key, progress.done, time.monotonic() - progress.last_object_at)
     return time.monotonic() - t
 
 

@@ -86,12 +86,32 @@ def test_progress_shows_no_eta_it_cannot_know(tmp_path, monkeypatch):
     monkeypatch.setenv("KBUILD_CACHE_DIR", str(tmp_path / "cache"))
     folder = tmp_path / "b"
     folder.mkdir()
-    assert progress.expected_objects(folder, "cfg") == (None, "first build of this configuration")
-    progress.record_objects("cfg", 863)
-    assert progress.expected_objects(folder, "cfg") == (863, "")
+    assert progress.expected_work(folder, "cfg") == (None, 0.0, "first build of this configuration")
+    progress.record_objects("cfg", 863, 21.04)
+    assert progress.expected_work(folder, "cfg") == (863, 21.0, "")
+    progress.counts_file().write_text('{"cfg": 700}')     # a count recorded before the tail was
+    assert progress.expected_work(folder, "cfg") == (700, 0.0, "")
     (folder / "init").mkdir()
     (folder / "init" / "main.o").write_bytes(b"")
-    assert progress.expected_objects(folder, "cfg") == (None, "incremental build, make decides what to redo")
+    assert progress.expected_work(folder, "cfg") == (None, 0.0, "incremental build, make decides what to redo")
+
+
+def test_eta_follows_the_recent_rate_and_adds_the_tail(monkeypatch, capsys):
+    """Slow first objects must not inflate the estimate once the build runs faster."""
+    from kbuild.build import progress
+    clock = [1000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    p = progress.Progress(expected=600, tail=30.0)
+    p.tty = False
+    for i in range(400):          # 100 objects at 1/s, then 300 at 4/s (75 s, past the window)
+        clock[0] += 1.0 if i < 100 else 0.25
+        p.line("  CC      kernel/x.o\n")
+    assert p.rate(clock[0]) == pytest.approx(4.0, rel=0.05)     # not the 2.3/s since the start
+    p._last = -1e9
+    clock[0] += 0.25
+    p.line("  CC      kernel/y.o\n")
+    eta = capsys.readouterr().err.strip().splitlines()[-1].rsplit("ETA ", 1)[1]
+    assert eta == "1m19s"         # 199 objects at 4/s, plus the 30 s tail
 
 
 def test_progress_counts_compile_steps(capsys):
