@@ -21,6 +21,18 @@ MAKEFILE = """\
 """
 
 
+def ccache_env(tmp_path) -> dict[str, str]:
+    """Our ccache settings, a cache of the test's own, and gcc through Debian's ccache links."""
+    return {**os.environ, "CCACHE_DIR": str(tmp_path / "cache"), "PATH": f"{ccache.MASQUERADE}:{os.environ['PATH']}",
+            **ccache.SETTINGS}
+
+
+def rodata(obj) -> bytes:
+    """The embedded blob: the object's .rodata section."""
+    return subprocess.run(["objcopy", "-O", "binary", "-j", ".rodata", str(obj), "/dev/stdout"],
+                          capture_output=True, check=True).stdout
+
+
 def build_twice(tmp_path, name: str, source: str, make_args: list[str], first_args: list[str] | None = None,
                 ) -> tuple[bytes, bytes]:
     """make `name`.o with ccache (our settings) embedding AAAA, then BBBB; the two .rodata contents.
@@ -28,15 +40,13 @@ def build_twice(tmp_path, name: str, source: str, make_args: list[str], first_ar
     (tmp_path / name).write_text(source)
     (tmp_path / "Makefile").write_text(MAKEFILE)
     obj = name.rsplit(".", 1)[0] + ".o"
-    env = {**os.environ, "CCACHE_DIR": str(tmp_path / "cache"), "PATH": f"{ccache.MASQUERADE}:{os.environ['PATH']}",
-           **ccache.SETTINGS}
+    env = ccache_env(tmp_path)
     out = []
     for blob, args in ((b"AAAA", make_args if first_args is None else first_args), (b"BBBB", make_args)):
         (tmp_path / "blob").write_bytes(blob)
         (tmp_path / obj).unlink(missing_ok=True)
         subprocess.run(["make", "-s", "-C", str(tmp_path), *args, obj], env=env, check=True)
-        out.append(subprocess.run(["objcopy", "-O", "binary", "-j", ".rodata", obj, "/dev/stdout"],
-                                  cwd=tmp_path, capture_output=True, check=True).stdout)
+        out.append(rodata(tmp_path / obj))
     return out[0], out[1]
 
 
@@ -54,15 +64,13 @@ def test_a_stored_depend_mode_entry_is_served_in_direct_mode_too(tmp_path):
     """Why the listed objects bypass ccache instead of merely leaving depend mode: a cache that
     an older build filled (CI's, a user's) answers the direct-mode lookup with the stale object."""
     (tmp_path / "p.S").write_text(PIGGY)
-    env = {**os.environ, "CCACHE_DIR": str(tmp_path / "cache"), "PATH": f"{ccache.MASQUERADE}:{os.environ['PATH']}",
-           **ccache.SETTINGS}
+    env = ccache_env(tmp_path)
     direct = {k: v for k, v in env.items() if k != "CCACHE_DEPEND"}
     got = []
     for blob, e in ((b"AAAA", env), (b"BBBB", direct)):
         (tmp_path / "blob").write_bytes(blob)
         subprocess.run(["gcc", "-Wp,-MMD,p.d", "-c", "-o", "p.o", "p.S"], cwd=tmp_path, env=e, check=True)
-        got.append(subprocess.run(["objcopy", "-O", "binary", "-j", ".rodata", "p.o", "/dev/stdout"],
-                                  cwd=tmp_path, capture_output=True, check=True).stdout)
+        got.append(rodata(tmp_path / "p.o"))
     assert got == [b"AAAA", b"AAAA"]
 
 
@@ -85,8 +93,7 @@ def test_the_shipped_policy_reaches_kbuild_sub_makes(tmp_path):
 def test_ordinary_sources_still_hit_the_cache(tmp_path):
     (tmp_path / "m.c").write_text("int answer(void) { return 42; }\n")
     (tmp_path / "Makefile").write_text(MAKEFILE)
-    env = {**os.environ, "CCACHE_DIR": str(tmp_path / "cache"), "PATH": f"{ccache.MASQUERADE}:{os.environ['PATH']}",
-           **ccache.SETTINGS}
+    env = ccache_env(tmp_path)
     for _ in range(2):
         (tmp_path / "m.o").unlink(missing_ok=True)
         subprocess.run(["make", "-s", "-C", str(tmp_path), *POLICY.make_args(), "m.o"], env=env, check=True)
@@ -94,7 +101,7 @@ def test_ordinary_sources_still_hit_the_cache(tmp_path):
     assert "direct_cache_hit\t1" in stats
 
 
-def write_cmd(build: "Path", obj: str, src: str, text: str) -> None:
+def write_cmd(build, obj: str, src: str, text: str) -> None:
     path = build / src
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
